@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::metadata::MetadataVisitor;
 use super::scan::Visitor;
-use super::unescape;
+use super::{unescape, unescape_into};
 
 /// At most this many tests that did not pass are kept with their details; the rest are counted.
 pub const MAX_KEPT_TESTS: usize = 10_000;
@@ -154,12 +154,23 @@ enum ResultField {
     Metadata,
 }
 
+/// The result being read. Buffers are reused from result to result: a passing result (nearly
+/// all of them) costs no allocation.
 #[derive(Default)]
 struct Partial {
     status: Option<String>,
     unique_id: Option<String>,
     failures: Option<u64>,
     message: Option<String>,
+}
+
+impl Partial {
+    /// Whether the status read so far says the result passed (then its details are not needed).
+    fn passed(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| Level::of(s) == Level::Passed)
+    }
 }
 
 /// Reads run_results.json as it streams past.
@@ -194,8 +205,10 @@ impl RunResultsVisitor {
     }
 
     fn end_result(&mut self) {
-        let partial = std::mem::take(&mut self.current);
-        let (Some(unique_id), Some(status)) = (partial.unique_id, partial.status) else {
+        let current = &mut self.current;
+        let (Some(unique_id), Some(status)) =
+            (current.unique_id.as_deref(), current.status.as_deref())
+        else {
             return;
         };
         let is_test = unique_id.starts_with("test.") || unique_id.starts_with("unit_test.");
@@ -204,27 +217,43 @@ impl RunResultsVisitor {
         } else {
             &mut self.outcome.other_nodes
         };
-        *counts.entry(status.clone()).or_default() += 1;
-        let level = Level::of(&status);
-        if !is_test || level == Level::Passed {
-            return;
+        match counts.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(status.to_string(), 1);
+            }
         }
-        self.outcome.not_passed_total += 1;
-        if self.outcome.not_passed.len() < MAX_KEPT_TESTS {
-            self.outcome.not_passed.push(TestResult {
-                unique_id,
-                status,
-                level,
-                failures: partial.failures,
-                message: partial.message,
-                file: None,
-                entity: None,
-            });
+        let level = Level::of(status);
+        if is_test && level != Level::Passed {
+            self.outcome.not_passed_total += 1;
+            if self.outcome.not_passed.len() < MAX_KEPT_TESTS {
+                self.outcome.not_passed.push(TestResult {
+                    unique_id: unique_id.to_string(),
+                    status: status.to_string(),
+                    level,
+                    failures: current.failures,
+                    message: current.message.take(),
+                    file: None,
+                    entity: None,
+                });
+            }
         }
+        for field in [&mut current.status, &mut current.unique_id] {
+            if let Some(text) = field.as_mut() {
+                text.clear();
+            }
+        }
+        current.failures = None;
+        current.message = None;
     }
 }
 
 impl Visitor for RunResultsVisitor {
+    #[inline(always)]
+    fn wants_keys(&self, depth: usize) -> bool {
+        depth <= 2 || (depth == 3 && self.section == Section::Results)
+    }
+
     fn key(&mut self, depth: usize, key: &[u8]) -> bool {
         if depth <= 2 && self.section != Section::Results {
             let wanted = self.meta.key(depth, key);
@@ -256,8 +285,8 @@ impl Visitor for RunResultsVisitor {
                 self.pending = match key {
                     b"status" => Some(ResultField::Status),
                     b"unique_id" => Some(ResultField::UniqueId),
-                    b"failures" => Some(ResultField::Failures),
-                    b"message" => Some(ResultField::Message),
+                    b"failures" if !self.current.passed() => Some(ResultField::Failures),
+                    b"message" if !self.current.passed() => Some(ResultField::Message),
                     _ => None,
                 };
                 self.pending.is_some()
@@ -267,15 +296,18 @@ impl Visitor for RunResultsVisitor {
     }
 
     fn string(&mut self, depth: usize, raw: &[u8]) {
-        let value = unescape(raw);
+        let reuse =
+            |slot: &mut Option<String>| unescape_into(raw, slot.get_or_insert_with(String::new));
         match self.pending.take() {
             Some(ResultField::Metadata) => self.meta.string(depth, raw),
-            Some(ResultField::Status) => self.current.status = Some(value),
-            Some(ResultField::UniqueId) => self.current.unique_id = Some(value),
-            Some(ResultField::Message) => self.current.message = Some(value),
-            Some(ResultField::Which) => self.outcome.command = Some(value),
-            Some(ResultField::RpcMethod) => self.rpc_method = Some(value),
-            Some(ResultField::InvocationCommand) => self.outcome.invocation_command = Some(value),
+            Some(ResultField::Status) => reuse(&mut self.current.status),
+            Some(ResultField::UniqueId) => reuse(&mut self.current.unique_id),
+            Some(ResultField::Message) => self.current.message = Some(unescape(raw)),
+            Some(ResultField::Which) => self.outcome.command = Some(unescape(raw)),
+            Some(ResultField::RpcMethod) => self.rpc_method = Some(unescape(raw)),
+            Some(ResultField::InvocationCommand) => {
+                self.outcome.invocation_command = Some(unescape(raw))
+            }
             Some(ResultField::Failures) | None => {}
         }
     }
@@ -297,7 +329,11 @@ impl Visitor for RunResultsVisitor {
         }
     }
 
+    #[inline(always)]
     fn close_object(&mut self, depth: usize) {
+        if depth > 3 {
+            return;
+        }
         if depth == 3 && self.section == Section::Results {
             self.end_result();
         }
@@ -398,6 +434,11 @@ impl ManifestVisitor {
 }
 
 impl Visitor for ManifestVisitor {
+    #[inline(always)]
+    fn wants_keys(&self, depth: usize) -> bool {
+        depth <= 2 || (depth == 3 && self.current.is_some()) || (depth == 4 && self.in_depends_on)
+    }
+
     fn key(&mut self, depth: usize, key: &[u8]) -> bool {
         match depth {
             1 => {
@@ -472,7 +513,11 @@ impl Visitor for ManifestVisitor {
         }
     }
 
+    #[inline(always)]
     fn close_object(&mut self, depth: usize) {
+        if depth > 4 {
+            return;
+        }
         match depth {
             3 => {
                 if let Some((id, facts)) = self.current.take() {

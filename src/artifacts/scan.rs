@@ -17,6 +17,12 @@ const MAX_CAPTURE: usize = 64 * 1024;
 
 /// Receives object keys and the captured string values of one scan.
 pub trait Visitor {
+    /// Whether keys at `depth` may interest [`Visitor::key`]; false skips the call entirely.
+    /// Called for every key, so it must be cheap.
+    #[inline(always)]
+    fn wants_keys(&self, _depth: usize) -> bool {
+        true
+    }
     /// An object key at `depth` (1 = keys of the top-level object), raw (escapes not decoded).
     /// Return true to capture the value when it is a string, or each string element when it is
     /// an array.
@@ -35,6 +41,9 @@ pub trait Visitor {
 pub struct NoCapture;
 
 impl Visitor for NoCapture {
+    fn wants_keys(&self, _: usize) -> bool {
+        false
+    }
     fn key(&mut self, _: usize, _: &[u8]) -> bool {
         false
     }
@@ -478,7 +487,12 @@ impl<V: Visitor> Scanner<V> {
     #[inline(always)]
     fn begin_key(&mut self, i: usize) -> usize {
         self.in_key = true;
-        self.kept.keep = Keep::From(i + 1);
+        // Most keys are deeper than any visitor looks: do not even keep their bytes.
+        self.kept.keep = if self.visitor.wants_keys(self.stack.len()) {
+            Keep::From(i + 1)
+        } else {
+            Keep::No
+        };
         self.state = State::String;
         i + 1
     }
@@ -560,7 +574,8 @@ impl<V: Visitor> Scanner<V> {
                     _ => 2,
                 };
                 let lit = LITERALS[word as usize];
-                if chunk.get(i..i + lit.len()) == Some(lit) {
+                if chunk.len() >= i + lit.len() && chunk[i + 1..i + lit.len()].iter().eq(&lit[1..])
+                {
                     if keep {
                         self.visitor.scalar(self.capture_depth, lit);
                     }

@@ -1,0 +1,626 @@
+//! The Secoda HTTP client: auth, TLS, proxies, timeouts, retries, and what an answer means.
+//!
+//! Owns one [`Client`] (bearer key, `User-Agent`, rustls with the system roots plus `--ca-cert`,
+//! proxies from the environment, redirects never followed), the retry policy (transient failures
+//! retried with jittered exponential backoff under a deadline, `Retry-After` honoured), and
+//! [`ApiError`], which classifies every failure once so callers never look at status codes.
+//! Endpoint calls live in submodules ([`dbt`]); request bodies are built per attempt, so a
+//! retried upload re-reads its files. It does not know about the simulator, which is a peer.
+
+pub mod dbt;
+pub mod multipart;
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, Response, StatusCode, Url, header};
+
+use crate::cli::format_duration;
+use crate::config::{ApiKey, ApiRoot, ConfigError, KeySource};
+
+pub const USER_AGENT: &str = concat!("dbt-secoda/", env!("CARGO_PKG_VERSION"));
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Give up once this much time has passed since the first attempt.
+    pub deadline: Duration,
+    /// The first wait; later waits double, with jitter, up to `max_delay`.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// Also retry 409 Conflict (the trigger, while a sync runs).
+    pub retry_conflicts: bool,
+}
+
+impl RetryPolicy {
+    /// The policy for one request: 1 s doubling to 30 s. `DBT_SECODA_RETRY_SCALE` (a factor,
+    /// e.g. `0.01`) shrinks every wait for the test suite; it is not a user setting.
+    pub fn requests(deadline: Duration) -> Self {
+        RetryPolicy {
+            deadline,
+            first_delay: scaled(Duration::from_secs(1)),
+            max_delay: scaled(Duration::from_secs(30)),
+            retry_conflicts: false,
+        }
+    }
+
+    /// The policy for waiting out a running sync (409): 2 s doubling to 30 s.
+    pub fn sync_conflicts(deadline: Duration) -> Self {
+        RetryPolicy {
+            deadline,
+            first_delay: scaled(Duration::from_secs(2)),
+            max_delay: scaled(Duration::from_secs(30)),
+            retry_conflicts: true,
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.first_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+    }
+}
+
+fn scaled(d: Duration) -> Duration {
+    let factor = std::env::var("DBT_SECODA_RETRY_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
+    match factor {
+        Some(f) if f.is_finite() && f >= 0.0 => d.mul_f64(f),
+        _ => d,
+    }
+}
+
+/// A method and URL, as shown in messages.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    pub url: Url,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)
+    }
+}
+
+/// A Secoda call that did not succeed. Exit 4 ([`ApiError::is_refusal`]) or 5.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{endpoint} answered {status}: Secoda did not accept the API key {key_source}{}", detail_suffix(.detail))]
+    Auth {
+        endpoint: Endpoint,
+        status: u16,
+        key_source: KeySource,
+        detail: String,
+    },
+    #[error("{endpoint} answered 404 Not Found{}", detail_suffix(.detail))]
+    NotFound { endpoint: Endpoint, detail: String },
+    #[error("{endpoint} answered {status}{}", detail_suffix(.detail))]
+    Rejected {
+        endpoint: Endpoint,
+        status: u16,
+        detail: String,
+    },
+    #[error("{endpoint} answered {status} redirecting to {location}; redirects are not followed")]
+    Redirect {
+        endpoint: Endpoint,
+        status: u16,
+        location: String,
+    },
+    #[error("{endpoint} answered something that is not what the API documents: {detail}")]
+    BadResponse { endpoint: Endpoint, detail: String },
+    #[error("Secoda unavailable: {endpoint} still failed after {attempts} attempts over {}: {last}", format_duration(*.elapsed))]
+    Unavailable {
+        endpoint: Endpoint,
+        attempts: u32,
+        elapsed: Duration,
+        last: String,
+        status: Option<u16>,
+    },
+    #[error("a dbt sync was still running after {}: {endpoint} answered 409 Conflict {attempts} times", format_duration(*.waited))]
+    SyncBusy {
+        endpoint: Endpoint,
+        attempts: u32,
+        waited: Duration,
+    },
+    #[error("Secoda's failing-tests answer did not settle within {} ({polls} polls): {reason}", format_duration(*.waited))]
+    WaitTimeout {
+        waited: Duration,
+        polls: u32,
+        reason: String,
+    },
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl ApiError {
+    /// True for "Secoda refused" (exit 4), false for "Secoda unavailable" (exit 5).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            ApiError::Unavailable { .. } | ApiError::SyncBusy { .. } | ApiError::WaitTimeout { .. }
+        )
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ApiError::Auth { status: 403, key_source, .. } => format!(
+                "the key {key_source} was recognised but may not do this: a key has the permissions of the user \
+                 who created it; use a key of a user with access to this integration"
+            ),
+            ApiError::Auth { key_source, .. } => format!(
+                "check the key {key_source}: it must be current (Secoda → Settings → API) and belong to the \
+                 workspace behind this API URL (US, EU, APAC and self-hosted keys are not interchangeable)"
+            ),
+            ApiError::NotFound { .. } => "check --integration-id (the UUID in the integration's URL in Secoda) \
+                 and that --api-url / --region point at the workspace that has it"
+                .into(),
+            ApiError::Rejected { status: 413, .. } => "the request is larger than a proxy in front of Secoda \
+                 accepts; self-hosted installs behind the bundled nginx keep its 1 MiB default \
+                 (client_max_body_size): raise it, e.g. `client_max_body_size 2g;`"
+                .into(),
+            ApiError::Rejected { .. } => return None,
+            ApiError::Redirect { .. } => "wrong base URL or missing trailing slash: check --api-url (the API host, \
+                 e.g. https://api.secoda.co, not the web app; https, not http; self-hosted: https://HOST/api/v1). \
+                 A redirected POST would lose its files, so dbt-secoda stops instead"
+                .into(),
+            ApiError::BadResponse { .. } => "is --api-url the API root? An HTML answer usually means the web app \
+                 or a login page answered instead of the API"
+                .into(),
+            ApiError::Unavailable { status: Some(504), .. } => "a proxy gave up waiting for Secoda; self-hosted \
+                 installs behind the bundled nginx keep its 60 s proxy_read_timeout, too short for large \
+                 manifests: raise it (proxy_read_timeout / proxy_send_timeout)"
+                .into(),
+            ApiError::Unavailable { status: None, .. } => "check the API URL, the network, and proxy settings \
+                 (HTTPS_PROXY, NO_PROXY); --retry-timeout sets how long to keep trying"
+                .into(),
+            ApiError::Unavailable { .. } => "Secoda kept failing; try again later, or raise --retry-timeout".into(),
+            ApiError::SyncBusy { .. } => "another sync of this integration kept running; raise --trigger-timeout, \
+                 or check the integration's sync in the Secoda web app"
+                .into(),
+            ApiError::WaitTimeout { .. } => "the sync may still be running (see the integration in the Secoda web \
+                 app); raise --wait-timeout, or pass --no-wait to let the local results decide"
+                .into(),
+        })
+    }
+}
+
+/// What went wrong in one attempt.
+#[derive(Debug)]
+pub(crate) enum Failure<E> {
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        detail: String,
+        location: Option<String>,
+    },
+    Transport {
+        message: String,
+    },
+    /// The request body's source failed; never retried.
+    Source(E),
+}
+
+impl<E> Failure<E> {
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            Failure::Transport { .. } => true,
+            Failure::Source(_) => false,
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        matches!(self, Failure::Status { status, .. } if *status == StatusCode::CONFLICT)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Failure::Status { status, detail, .. } => format!("{status}{}", detail_suffix(detail)),
+            Failure::Transport { message } => message.clone(),
+            Failure::Source(_) => "the request body could not be produced".into(),
+        }
+    }
+}
+
+/// Counts of one call's attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts {
+    pub count: u32,
+    pub elapsed: Duration,
+}
+
+/// The Secoda client.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    root: ApiRoot,
+    key_source: KeySource,
+    retry: RetryPolicy,
+}
+
+impl Client {
+    pub fn new(
+        root: ApiRoot,
+        key: &ApiKey,
+        ca_cert: Option<&Path>,
+        retry: RetryPolicy,
+    ) -> Result<Client, ConfigError> {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, key.header());
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .tcp_nodelay(true);
+        if let Some(path) = ca_cert {
+            let ca_error = |reason: String| ConfigError::CaCert {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_error("it holds no PEM certificate".into()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| ConfigError::InvalidUrl {
+            url: root.to_string(),
+            reason: format!("the HTTP client: {e}"),
+        })?;
+        Ok(Client {
+            http,
+            root,
+            key_source: key.source.clone(),
+            retry,
+        })
+    }
+
+    pub fn root(&self) -> &ApiRoot {
+        &self.root
+    }
+
+    pub fn endpoint(&self, method: Method, path: &str) -> Endpoint {
+        Endpoint {
+            method,
+            url: self.root.join(path),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy's deadline passes.
+    pub(crate) async fn retrying<T, E, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        policy: RetryPolicy,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> (Result<T, Failure<E>>, Attempts)
+    where
+        Fut: Future<Output = Result<T, Failure<E>>>,
+    {
+        let start = Instant::now();
+        let count = AtomicU32::new(0);
+        let result = (|| {
+            count.fetch_add(1, Ordering::Relaxed);
+            attempt()
+        })
+        .retry(policy.backoff())
+        .sleep(tokio::time::sleep)
+        .when(|f| f.is_transient() || (policy.retry_conflicts && f.is_conflict()))
+        .adjust(|failure, next| {
+            let delay = failure.retry_after().or(next)?;
+            let elapsed = start.elapsed();
+            (elapsed + delay <= policy.deadline).then_some(delay)
+        })
+        .notify(|failure, delay| {
+            let left = policy.deadline.saturating_sub(start.elapsed());
+            if failure.is_conflict() {
+                tracing::info!(
+                    "a dbt sync is already running (409 Conflict); triggering again in {} (giving up in {})",
+                    format_duration(delay),
+                    format_duration(left)
+                );
+                return;
+            }
+            tracing::warn!(
+                "{endpoint}: {}; retrying in {} (attempt {}, giving up in {})",
+                failure.describe(),
+                format_duration(delay),
+                count.load(Ordering::Relaxed) + 1,
+                format_duration(left)
+            );
+        })
+        .await;
+        (
+            result,
+            Attempts {
+                count: count.load(Ordering::Relaxed),
+                elapsed: start.elapsed(),
+            },
+        )
+    }
+
+    /// The final error for a failure that was not retried or ran out of time.
+    pub(crate) fn error_for<E>(
+        &self,
+        endpoint: &Endpoint,
+        failure: Failure<E>,
+        attempts: Attempts,
+    ) -> Result<ApiError, E> {
+        let endpoint = endpoint.clone();
+        Ok(match failure {
+            Failure::Source(e) => return Err(e),
+            f @ Failure::Transport { .. } => ApiError::Unavailable {
+                last: f.describe(),
+                endpoint,
+                attempts: attempts.count,
+                elapsed: attempts.elapsed,
+                status: None,
+            },
+            ref f @ Failure::Status {
+                status,
+                ref detail,
+                ref location,
+                ..
+            } => match status.as_u16() {
+                401 | 403 => ApiError::Auth {
+                    endpoint,
+                    status: status.as_u16(),
+                    key_source: self.key_source.clone(),
+                    detail: detail.clone(),
+                },
+                404 => ApiError::NotFound {
+                    endpoint,
+                    detail: detail.clone(),
+                },
+                300..=399 => ApiError::Redirect {
+                    endpoint,
+                    status: status.as_u16(),
+                    location: location.clone().unwrap_or_else(|| "(no Location)".into()),
+                },
+                code if f.is_transient() => ApiError::Unavailable {
+                    last: f.describe(),
+                    endpoint,
+                    attempts: attempts.count,
+                    elapsed: attempts.elapsed,
+                    status: Some(code),
+                },
+                code => ApiError::Rejected {
+                    endpoint,
+                    status: code,
+                    detail: detail.clone(),
+                },
+            },
+        })
+    }
+
+    /// A request with no body (or a small one built per attempt), retried; returns the 2xx answer.
+    pub(crate) async fn send(
+        &self,
+        endpoint: &Endpoint,
+        body: Option<&[u8]>,
+    ) -> Result<(Response, Attempts), ApiError> {
+        let (result, attempts) = self
+            .retrying::<_, std::convert::Infallible, _>(endpoint, self.retry, || async {
+                let mut request = self
+                    .http
+                    .request(endpoint.method.clone(), endpoint.url.clone());
+                if let Some(body) = body {
+                    request = request
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(body.to_vec());
+                }
+                tracing::debug!("{endpoint}");
+                let response = request.send().await.map_err(transport)?;
+                check(response).await
+            })
+            .await;
+        match result {
+            Ok(response) => Ok((response, attempts)),
+            Err(failure) => Err(self
+                .error_for(endpoint, failure, attempts)
+                .unwrap_or_else(|never| match never {})),
+        }
+    }
+
+    /// GET `endpoint`, retried, and decode its JSON answer.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<T, ApiError> {
+        let (response, _) = self.send(endpoint, None).await?;
+        let bytes = response.bytes().await.map_err(|e| ApiError::Unavailable {
+            endpoint: endpoint.clone(),
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            last: format!("the answer broke off: {e}"),
+            status: None,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadResponse {
+            endpoint: endpoint.clone(),
+            detail: format!("{e}; it began {}", snippet(&bytes)),
+        })
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+pub(crate) fn transport<E>(e: reqwest::Error) -> Failure<E> {
+    // reqwest's message plus its causes: "error sending request ...: connection refused".
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    if e.is_timeout() {
+        message.push_str(" (timed out)");
+    }
+    Failure::Transport { message }
+}
+
+/// A 2xx answer, or the failure it stands for (with the error body's detail).
+pub(crate) async fn check<E>(response: Response) -> Result<Response, Failure<E>> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = response.bytes().await.unwrap_or_default();
+    Err(Failure::Status {
+        status,
+        retry_after,
+        detail: error_detail(&body),
+        location,
+    })
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds.max(0.0)).ok();
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The useful part of an error body: DRF's `{"detail": ...}`, field errors, or the text.
+fn error_detail(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(detail) = value.get("detail").and_then(|d| d.as_str()) {
+            return detail.to_string();
+        }
+        if let Some(fields) = value.as_object() {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::Array(items) => {
+                        format!(
+                            "{k}: {}",
+                            items
+                                .iter()
+                                .map(|i| i.as_str().map(String::from).unwrap_or(i.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        )
+                    }
+                    other => format!(
+                        "{k}: {}",
+                        other
+                            .as_str()
+                            .map(String::from)
+                            .unwrap_or(other.to_string())
+                    ),
+                })
+                .collect();
+            return parts.join("; ");
+        }
+    }
+    snippet(body)
+}
+
+/// The start of a body, on one line, for messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        "(empty)".into()
+    } else if body.len() > 300 {
+        format!("{one_line}…")
+    } else {
+        one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn error_bodies_read_like_drf() {
+        assert_eq!(
+            error_detail(br#"{"detail": "Invalid token."}"#),
+            "Invalid token."
+        );
+        assert_eq!(
+            error_detail(br#"{"manifest": ["This field is required."]}"#),
+            "manifest: This field is required."
+        );
+        assert_eq!(
+            error_detail(b"<html>\n<h1>Bad Gateway</h1></html>"),
+            "<html> <h1>Bad Gateway</h1></html>"
+        );
+        assert_eq!(error_detail(b""), "(empty)");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let status = |code| Failure::<()>::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            retry_after: None,
+            detail: String::new(),
+            location: None,
+        };
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(status(code).is_transient(), "{code}");
+        }
+        for code in [301, 400, 401, 403, 404, 409, 413] {
+            assert!(!status(code).is_transient(), "{code}");
+        }
+    }
+}

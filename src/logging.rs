@@ -1,0 +1,154 @@
+//! Logs on stderr, colour rules, and the last line of defence for the API key.
+//!
+//! Owns the tracing subscriber (levels from `-v`/`-q` or `RUST_LOG`, text or JSON lines), the
+//! `NO_COLOR`/terminal rules every renderer follows, and [`redact`]: every byte written to
+//! stderr or stdout by dbt-secoda, and every panic message, passes through it, so a key that
+//! slipped into a message (say, echoed back by a server) is still never printed.
+//! It does not decide what to log.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::cli::LogFormat;
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Secrets shorter than this are not searched for (they would match ordinary words).
+const MIN_SECRET_LEN: usize = 6;
+
+/// Registers a value that must never be printed.
+pub fn register_secret(secret: &str) {
+    if secret.len() >= MIN_SECRET_LEN
+        && let Ok(mut secrets) = SECRETS.lock()
+        && !secrets.iter().any(|s| s == secret)
+    {
+        secrets.push(secret.to_string());
+    }
+}
+
+/// `text` with every registered secret replaced by `***`.
+pub fn redact(text: &str) -> String {
+    let Ok(secrets) = SECRETS.lock() else {
+        return text.to_string();
+    };
+    secrets
+        .iter()
+        .fold(text.to_string(), |acc, s| acc.replace(s.as_str(), "***"))
+}
+
+/// Whether colour is allowed on a stream: it is a terminal and NO_COLOR is unset or empty.
+pub fn use_color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether live progress may be drawn on stderr: a terminal, not a CI log, not `-q`.
+pub fn progress_allowed(quiet: bool) -> bool {
+    !quiet
+        && io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// Writes `text` to stdout, redacted.
+pub fn print_stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(redact(text).as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes `text` to stderr, redacted.
+pub fn print_stderr(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(redact(text).as_bytes());
+    let _ = err.flush();
+}
+
+/// stderr behind redaction: each log event is one `write` call from tracing-subscriber.
+struct RedactingStderr;
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        print_stderr(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for RedactingStderrMaker {
+    type Writer = RedactingStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr
+    }
+}
+
+struct RedactingStderrMaker;
+
+static INIT: OnceLock<()> = OnceLock::new();
+
+/// Sets up logging once. `RUST_LOG`, when set, overrides the levels `-v`/`-q` pick.
+pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
+    INIT.get_or_init(|| {
+        let ours = match (quiet, verbose) {
+            (true, _) => "error",
+            (false, 0) => "info",
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        };
+        let theirs = match (quiet, verbose) {
+            (true, _) => "error",
+            (false, 0..=1) => "warn",
+            (false, 2) => "debug",
+            (false, _) => "trace",
+        };
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(format!("{theirs},dbt_secoda={ours}")));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(RedactingStderrMaker)
+            .with_target(verbose > 0);
+        let result = match format {
+            LogFormat::Json => builder.json().with_current_span(false).try_init(),
+            LogFormat::Text => builder
+                .with_ansi(use_color(io::stderr().is_terminal()))
+                .without_time()
+                .with_level(true)
+                .try_init(),
+        };
+        drop(result);
+        // The default hook would print the message unredacted; this one says the same, redacted.
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            print_stderr(&format!(
+                "error: dbt-secoda crashed{place}: {message}\nhint: this is a bug; please report it with the command you ran\n"
+            ));
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_replaced_and_short_ones_ignored() {
+        register_secret("s3cr3t-token-value");
+        register_secret("abc");
+        assert_eq!(
+            redact("Bearer s3cr3t-token-value sent; abc"),
+            "Bearer *** sent; abc"
+        );
+    }
+}

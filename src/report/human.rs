@@ -1,0 +1,290 @@
+//! The report as text for people: what was uploaded, what Secoda said, which tests did not pass.
+//!
+//! One labelled section per step that happened; colour only where [`crate::logging::use_color`]
+//! allows. Errors and hints are not rendered here: they go to stderr.
+
+use std::fmt::Write;
+
+use super::{Report, human_bytes};
+use crate::artifacts::Level;
+use crate::cli::format_duration;
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn bold(&self, t: &str) -> String {
+        self.wrap("1", t)
+    }
+    fn red(&self, t: &str) -> String {
+        self.wrap("1;31", t)
+    }
+    fn yellow(&self, t: &str) -> String {
+        self.wrap("33", t)
+    }
+    fn green(&self, t: &str) -> String {
+        self.wrap("32", t)
+    }
+    fn dim(&self, t: &str) -> String {
+        self.wrap("2", t)
+    }
+}
+
+const LABEL: usize = 10;
+const INDENT: &str = "          ";
+
+fn label(p: &Paint, name: &str) -> String {
+    p.bold(&format!("{name:<LABEL$}"))
+}
+
+/// Renders `report` for a terminal or a CI log.
+pub fn render(report: &Report, color: bool) -> String {
+    let p = Paint(color);
+    let mut out = String::new();
+    if let Some(root) = &report.api_root {
+        let id = report.integration_id.as_deref().unwrap_or("?");
+        let _ = writeln!(out, "{}{root} · integration {id}", label(&p, "Secoda"));
+    }
+    if let Some(dbt) = &report.dbt {
+        let command = dbt
+            .invocation_command
+            .clone()
+            .or_else(|| dbt.command.as_ref().map(|c| format!("dbt {c}")));
+        let _ = writeln!(
+            out,
+            "{}{} (dbt {}) · invocation {}",
+            label(&p, "dbt"),
+            command.as_deref().unwrap_or("(command unknown)"),
+            dbt.version.as_deref().unwrap_or("?"),
+            report.invocation_id.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(plan) = &report.plan {
+        let _ = writeln!(
+            out,
+            "{}nothing sent (--dry-run); the upload would be:",
+            label(&p, "Plan")
+        );
+        for file in [&plan.run_results, &plan.manifest] {
+            let _ = writeln!(
+                out,
+                "{INDENT}{}  {}  sha256 {}",
+                file.path,
+                human_bytes(file.bytes),
+                file.sha256.as_deref().unwrap_or("?")
+            );
+        }
+        if let Some(get) = &plan.failing_tests {
+            let _ = writeln!(out, "{INDENT}1. {get}  (the answer before the upload)");
+        }
+        let _ = writeln!(
+            out,
+            "{INDENT}2. {}  (multipart: run_results, manifest)",
+            plan.upload
+        );
+        let _ = writeln!(
+            out,
+            "{INDENT}3. {}  (retried while a sync is running)",
+            plan.trigger
+        );
+        if let Some(get) = &plan.failing_tests {
+            let _ = writeln!(out, "{INDENT}4. {get}  (polled until the answer settles)");
+        }
+    }
+    if let Some(up) = &report.uploaded {
+        let schema = |s: Option<&str>| s.map(|s| format!(" ({s})")).unwrap_or_default();
+        let dbt = report.dbt.as_ref();
+        let _ = writeln!(
+            out,
+            "{}run_results.json {}{} + manifest.json {}{} in {}, {} attempt{}",
+            label(&p, "Uploaded"),
+            human_bytes(up.run_results.bytes),
+            schema(dbt.map(|d| d.run_results_schema.as_str())),
+            human_bytes(up.manifest.bytes),
+            schema(dbt.map(|d| d.manifest_schema.as_str())),
+            format_duration(up.seconds),
+            up.attempts,
+            if up.attempts == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(trigger) = &report.trigger {
+        let detail = match trigger.conflicts {
+            0 => "at once".to_string(),
+            n => format!(
+                "after {n} × 409 (a sync was already running), {} of waiting",
+                format_duration(trigger.waited)
+            ),
+        };
+        let _ = writeln!(out, "{}dbt sync triggered {detail}", label(&p, "Sync"));
+    }
+    if let Some(answer) = &report.secoda {
+        let _ = writeln!(
+            out,
+            "{}answer settled after {} polls ({}): {}",
+            label(&p, "Answer"),
+            answer.polls,
+            format_duration(answer.waited),
+            answer.settled_by.explain()
+        );
+        if answer.failing.is_empty() && answer.warning.is_empty() {
+            let _ = writeln!(
+                out,
+                "{INDENT}{}",
+                p.green("no entities with failing or warning tests")
+            );
+        }
+        for (name, list, paint) in [
+            ("failing", &answer.failing, p.red("failing")),
+            ("warning", &answer.warning, p.yellow("warning")),
+        ] {
+            for (i, entity) in list.iter().enumerate() {
+                let tag = if i == 0 {
+                    paint.clone()
+                } else {
+                    " ".repeat(name.len())
+                };
+                let _ = writeln!(out, "{INDENT}{tag}  {entity}");
+            }
+        }
+    }
+    render_tests(&mut out, report, &p);
+    if let Some(d) = &report.disagreements {
+        let _ = writeln!(
+            out,
+            "{}Secoda's answer and the local run_results differ:",
+            label(&p, "Differ")
+        );
+        for (what, list) in [
+            ("failing in Secoda only", &d.failing_only_in_secoda),
+            ("failing locally only", &d.failing_only_in_local),
+            ("warning in Secoda only", &d.warning_only_in_secoda),
+            ("warning locally only", &d.warning_only_in_local),
+        ] {
+            if !list.is_empty() {
+                let _ = writeln!(out, "{INDENT}{what}: {}", list.join(", "));
+            }
+        }
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "{}{}", label(&p, "Warning"), p.yellow(warning));
+    }
+    let verdict = match report.result {
+        "success" => p.green("OK"),
+        "dry_run" => p.green("OK: the artifacts are valid; nothing was sent"),
+        "tests_failed" => p.red("FAILED: tests did not pass"),
+        _ => p.red("ERROR: see the error above"),
+    };
+    let _ = writeln!(
+        out,
+        "{}{verdict} (exit {})",
+        label(&p, "Result"),
+        report.exit_code
+    );
+    out
+}
+
+fn render_tests(out: &mut String, report: &Report, p: &Paint) {
+    let Some(summary) = &report.test_summary else {
+        return;
+    };
+    let command = report
+        .dbt
+        .as_ref()
+        .and_then(|d| d.command.clone())
+        .unwrap_or_else(|| "this command".into());
+    if !summary.has_outcomes {
+        let _ = writeln!(
+            out,
+            "{}dbt {command} writes no test outcomes: {} tests were compiled, not run",
+            label(p, "Tests"),
+            summary.total
+        );
+        return;
+    }
+    if summary.total == 0 {
+        let _ = writeln!(
+            out,
+            "{}no tests ran in this dbt {command}",
+            label(p, "Tests")
+        );
+    } else {
+        let counts: Vec<String> = summary
+            .by_status
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        let others: u64 = summary.other_nodes.values().sum();
+        let others = if others > 0 {
+            p.dim(&format!("  (and {others} other nodes)"))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{}{} tests: {}{others}",
+            label(p, "Tests"),
+            summary.total,
+            counts.join(", ")
+        );
+    }
+    for test in &report.tests {
+        let tag = match test.level {
+            Level::Failing => p.red(&format!("{:<6}", test.status.to_uppercase())),
+            Level::Warning => p.yellow("WARN  "),
+            Level::Skipped => p.dim("SKIP  "),
+            _ => format!("{:<6}", test.status.to_uppercase()),
+        };
+        let _ = writeln!(out, "  {tag} {}", test.unique_id);
+        let mut facts = Vec::new();
+        if let Some(file) = &test.file {
+            facts.push(file.clone());
+        }
+        if let Some(entity) = &test.entity {
+            facts.push(format!("tests {entity}"));
+        }
+        if let Some(n) = test.failures.filter(|n| *n > 0) {
+            facts.push(format!("{n} failing row{}", if n == 1 { "" } else { "s" }));
+        }
+        if !facts.is_empty() {
+            let _ = writeln!(out, "         {}", p.dim(&facts.join(" · ")));
+        }
+        if let Some(message) = test
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            let lines: Vec<&str> = message
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            for line in lines.iter().take(3) {
+                let _ = writeln!(out, "         {line}");
+            }
+            if lines.len() > 3 {
+                let _ = writeln!(
+                    out,
+                    "         {}",
+                    p.dim(&format!("… ({} more lines)", lines.len() - 3))
+                );
+            }
+        }
+    }
+    if summary.not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.dim(&format!(
+                "… and {} more tests that did not pass",
+                summary.not_listed
+            ))
+        );
+    }
+}
