@@ -19,23 +19,34 @@ Exit codes:
   5    Secoda unavailable after retries, or timed out waiting for the sync
   130  interrupted (Ctrl-C or SIGTERM)";
 
+/// The same, on one line, for `-h`.
+pub const EXIT_CODES_SHORT: &str = "Exit codes: 0 ok, 1 tests failed, 2 usage, 3 artifacts, 4 Secoda refused, 5 Secoda unavailable, 130 interrupted (--help explains)";
+
 /// Upload dbt Core artifacts to Secoda, run the dbt sync, and fail CI when tests fail.
+///
+/// A flag given twice takes its last value, so wrappers can append overrides.
 #[derive(Debug, Parser)]
-#[command(name = "dbt-secoda", version, after_long_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "dbt-secoda", version, args_override_self = true, after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
     /// More detail on stderr: -v debug, -vv trace, -vvv also the HTTP stack's own logs.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
 
     /// Only errors on stderr (no progress, no info lines).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
 
     /// Format of the log lines on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DBT_SECODA_LOG_FORMAT", global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DBT_SECODA_LOG_FORMAT", hide_env_values = true, global = true, help_heading = "Global options")]
     pub log_format: LogFormat,
 }
 
@@ -43,7 +54,7 @@ pub struct Cli {
 pub enum Command {
     /// Upload target/manifest.json and target/run_results.json, trigger the dbt sync, wait for
     /// Secoda's failing-tests answer and report.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
     Upload(UploadArgs),
     /// Run a local Secoda API simulator (the Integrations API, in memory, with fault injection).
     Simulator(SimulatorArgs),
@@ -77,14 +88,20 @@ pub enum Region {
 
 /// Where Secoda is and how to prove who we are.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// Secoda API root, e.g. https://api.secoda.co or https://secoda.example.com/api/v1 for a
     /// self-hosted install. A bare host gets /api/v1 appended. Overrides --region.
-    #[arg(long, env = "SECODA_API_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "SECODA_API_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub api_url: Option<String>,
 
     /// Secoda cloud region, used when no --api-url is given.
-    #[arg(long, value_enum, default_value_t = Region::Us, env = "SECODA_REGION")]
+    #[arg(long, value_enum, default_value_t = Region::Us, env = "SECODA_REGION", hide_env_values = true)]
     pub region: Region,
 
     /// Secoda API key. Prefer the environment variable or --api-key-file: a flag is visible to
@@ -92,6 +109,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "SECODA_API_KEY",
+        hide_env_values = true,
         hide_env_values = true,
         value_name = "KEY"
     )]
@@ -101,6 +119,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "SECODA_API_KEY_FILE",
+        hide_env_values = true,
         value_name = "FILE",
         conflicts_with = "api_key"
     )]
@@ -108,29 +127,45 @@ pub struct ConnectionArgs {
 
     /// Also trust the CA certificates in this PEM file (for TLS-inspecting proxies). The system
     /// store, SSL_CERT_FILE and SSL_CERT_DIR are used as well; HTTPS_PROXY and NO_PROXY are honoured.
-    #[arg(long, env = "SECODA_CA_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "SECODA_CA_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub ca_cert: Option<PathBuf>,
 
     /// Allow plain http:// to a host that is not loopback (the key would travel unencrypted).
-    #[arg(long, env = "SECODA_ALLOW_INSECURE_HTTP")]
+    #[arg(long, env = "SECODA_ALLOW_INSECURE_HTTP", hide_env_values = true)]
     pub allow_insecure_http: bool,
 
     /// How long to keep retrying one request that fails with a transient error (connection
     /// errors, timeouts, 408, 429, 500, 502, 503, 504).
-    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "DBT_SECODA_RETRY_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "DBT_SECODA_RETRY_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub retry_timeout: Duration,
 }
 
 /// Where dbt's artifacts are.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Artifacts")]
 pub struct ArtifactArgs {
     /// dbt's target folder, relative to --project-dir when that is given [default: target, or
     /// target-path from dbt_project.yml]
-    #[arg(long, env = "DBT_TARGET_PATH", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "DBT_TARGET_PATH",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub target_dir: Option<PathBuf>,
 
     /// The dbt project folder; its dbt_project.yml's target-path is honoured.
-    #[arg(long, env = "DBT_PROJECT_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "DBT_PROJECT_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub project_dir: Option<PathBuf>,
 
     /// Use this manifest.json instead of the one in the target folder.
@@ -162,46 +197,57 @@ pub enum OnApiError {
 
 #[derive(Debug, Clone, Args)]
 pub struct UploadArgs {
+    /// The dbt Core integration's id (the UUID in the integration's URL in Secoda).
+    #[arg(
+        help_heading = "Connection",
+        long,
+        env = "SECODA_INTEGRATION_ID",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub integration_id: Option<String>,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
-
-    /// The dbt Core integration's id (the UUID in the integration's URL in Secoda).
-    #[arg(long, env = "SECODA_INTEGRATION_ID", value_name = "ID")]
-    pub integration_id: Option<String>,
 
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
 
     /// Which tests fail the command (exit 1).
-    #[arg(long, value_enum, default_value_t = FailOn::Error, env = "DBT_SECODA_FAIL_ON")]
+    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = FailOn::Error, env = "DBT_SECODA_FAIL_ON", hide_env_values = true)]
     pub fail_on: FailOn,
 
     /// What a Secoda error (exit 4 or 5) does.
-    #[arg(long, value_enum, default_value_t = OnApiError::Fail, env = "DBT_SECODA_ON_API_ERROR")]
+    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OnApiError::Fail, env = "DBT_SECODA_ON_API_ERROR", hide_env_values = true)]
     pub on_api_error: OnApiError,
 
     /// Do not wait for Secoda's failing-tests answer; the local run_results alone decide.
-    #[arg(long, env = "DBT_SECODA_NO_WAIT")]
+    #[arg(
+        long,
+        help_heading = "Behaviour",
+        env = "DBT_SECODA_NO_WAIT",
+        hide_env_values = true
+    )]
     pub no_wait: bool,
 
     /// How long to wait for the sync's failing-tests answer to settle.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_WAIT_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, help_heading = "Behaviour", default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_WAIT_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub wait_timeout: Duration,
 
     /// How often to ask Secoda for the failing-tests answer while waiting.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "DBT_SECODA_POLL_INTERVAL", value_name = "DURATION")]
+    #[arg(long, help_heading = "Behaviour", default_value = "5s", value_parser = parse_duration, env = "DBT_SECODA_POLL_INTERVAL", hide_env_values = true, value_name = "DURATION")]
     pub poll_interval: Duration,
 
     /// How long to keep retrying the sync trigger while Secoda says a sync is already running (409).
-    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_TRIGGER_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, help_heading = "Behaviour", default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_TRIGGER_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub trigger_timeout: Duration,
 
     /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text, env = "DBT_SECODA_OUTPUT")]
+    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OutputFormat::Text, env = "DBT_SECODA_OUTPUT", hide_env_values = true)]
     pub output: OutputFormat,
 
     /// Check everything and print the plan (files, sizes, sha256, endpoints); send nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = "Behaviour")]
     pub dry_run: bool,
 }
 
@@ -215,6 +261,7 @@ pub struct SimulatorArgs {
     #[arg(
         long,
         env = "SECODA_SIMULATOR_API_KEY",
+        hide_env_values = true,
         hide_env_values = true,
         value_name = "KEY"
     )]

@@ -366,7 +366,8 @@ pub fn conclude(
     fail_on: FailOn,
     on_api_error: OnApiError,
 ) -> ExitCode {
-    let failed = tests_failed(report, fail_on);
+    // A dry run's exit code says whether the upload could go ahead, not how the tests went.
+    let failed = !report.dry_run && tests_failed(report, fail_on);
     let code = exit::decide(error.as_ref(), failed, on_api_error);
     if let Some(error) = &error {
         if matches!(error, Error::Api(_)) && on_api_error == OnApiError::Warn {

@@ -174,11 +174,22 @@ pub fn render(report: &Report, color: bool) -> String {
     for warning in &report.warnings {
         let _ = writeln!(out, "{}{}", label(&p, "Warning"), p.yellow(warning));
     }
+    if out.is_empty() {
+        // Stopped before anything happened: the error on stderr says it all.
+        return out;
+    }
     let verdict = match report.result {
         "success" => p.green("OK"),
         "dry_run" => p.green("OK: the artifacts are valid; nothing was sent"),
         "tests_failed" => p.red("FAILED: tests did not pass"),
-        _ => p.red("ERROR: see the error above"),
+        _ => {
+            let first = report
+                .error
+                .as_ref()
+                .and_then(|e| e.message.lines().next())
+                .unwrap_or("see stderr");
+            p.red(&format!("ERROR: {first}"))
+        }
     };
     let _ = writeln!(
         out,

@@ -1,0 +1,135 @@
+//! Bad artifacts: each is refused with exit 3, a message naming the file, and nothing sent.
+
+use std::path::Path;
+
+use crate::support::*;
+
+/// Runs an upload of `target` and checks it is refused before anything reaches Secoda.
+fn refused(target: &Path, expect_in_message: &[&str]) -> String {
+    let sim = Simulator::start(&[]);
+    for wait in [true, false] {
+        let mut cmd = sim.upload(target);
+        if !wait {
+            cmd.arg("--no-wait");
+        }
+        let output = cmd.output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "stdout: {}\nstderr: {}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let err = stderr(&output);
+        for part in expect_in_message {
+            assert!(err.contains(part), "{part:?} not in {err}");
+        }
+        assert!(err.contains("hint: "), "{err}");
+    }
+    let state = sim.state();
+    assert_eq!(state["uploads"], serde_json::json!([]));
+    assert_eq!(
+        sim.requests(""),
+        0,
+        "nothing reaches Secoda: {}",
+        state["requests"]
+    );
+    String::new()
+}
+
+fn demo(file: &str) -> std::path::PathBuf {
+    demo_artifacts().join(file)
+}
+
+#[test]
+fn a_missing_file_is_named_with_what_to_do() {
+    let target = target_with(Some(&demo("manifest.json")), None);
+    refused(
+        target.path(),
+        &["run_results.json not found", "run dbt first"],
+    );
+    let target = target_with(None, Some(&demo("run_results.json")));
+    refused(target.path(), &["manifest.json not found"]);
+}
+
+#[test]
+fn a_pair_from_two_invocations_is_refused_with_both_ids_and_the_likely_cause() {
+    // What target/ holds while a build runs: the new parse-time manifest beside the old results.
+    let target = target_with(
+        Some(&fixture("build-passing").join("manifest.json")),
+        Some(&demo("run_results.json")),
+    );
+    refused(
+        target.path(),
+        &[
+            "come from different dbt invocations",
+            "0df4b965-d58b-4a53-99d7-bd4af13fec52",
+            "87cda89b-966f-40a0-931b-9a6cae8c6fc1",
+            "2026-11-28T07:11:12",
+            "dbt parse",
+        ],
+    );
+}
+
+#[test]
+fn truncated_files_are_refused_wherever_the_cut_is() {
+    let manifest = std::fs::read(demo("manifest.json")).unwrap();
+    // A cut mid-file (what a reader racing dbt's write sees), and one that happens to end in '}'
+    // so only the full streaming check can tell.
+    let mid = manifest.len() / 3;
+    let brace = manifest[..mid].iter().rposition(|b| *b == b'}').unwrap() + 1;
+    for cut in [&manifest[..mid], &manifest[..brace]] {
+        let target = target_with(None, Some(&demo("run_results.json")));
+        std::fs::write(target.path().join("manifest.json"), cut).unwrap();
+        let sim = Simulator::start(&[]);
+        let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let err = stderr(&output);
+        assert!(err.contains("manifest.json"), "{err}");
+        assert!(err.contains("truncated"), "{err}");
+        assert_eq!(
+            sim.state()["uploads"],
+            serde_json::json!([]),
+            "no upload is accepted"
+        );
+        assert_eq!(sim.state()["triggers"], 0);
+    }
+}
+
+#[test]
+fn an_empty_file_is_refused() {
+    let target = target_with(Some(&demo("manifest.json")), None);
+    std::fs::write(target.path().join("run_results.json"), "").unwrap();
+    refused(target.path(), &["run_results.json is empty"]);
+}
+
+#[test]
+fn non_json_and_non_dbt_files_are_refused() {
+    let target = target_with(Some(&demo("manifest.json")), None);
+    std::fs::write(
+        target.path().join("run_results.json"),
+        "version: 2\nmodels: []\n",
+    )
+    .unwrap();
+    refused(target.path(), &["run_results.json is not complete JSON"]);
+    std::fs::write(
+        target.path().join("run_results.json"),
+        r#"{"results": [], "metadata": {}}"#,
+    )
+    .unwrap();
+    refused(target.path(), &["is not a dbt artifact"]);
+}
+
+#[test]
+fn the_wrong_kind_of_artifact_is_refused() {
+    // run_results.json given as the manifest, and sources.json (dbt source freshness) as run_results.
+    let target = target_with(
+        Some(&demo("run_results.json")),
+        Some(&demo("run_results.json")),
+    );
+    refused(target.path(), &["is run_results.json, not manifest.json"]);
+    let target = target_with(Some(&demo("manifest.json")), None);
+    let sources = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/sources/v3.json", "dbt_version": "1.12.6", "generated_at": "2026-11-28T07:11:40Z", "invocation_id": "87cda89b-966f-40a0-931b-9a6cae8c6fc1"}, "results": []}"#;
+    std::fs::write(target.path().join("run_results.json"), sources).unwrap();
+    refused(target.path(), &["is sources.json, not run_results.json"]);
+}

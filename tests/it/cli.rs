@@ -1,0 +1,152 @@
+//! Configuration and usage: exit 2 with messages that say what to do.
+
+use crate::support::*;
+
+#[test]
+fn a_missing_key_names_both_ways_to_give_it() {
+    let target = failing_build();
+    let output = bin()
+        .args(["upload", "--integration-id", INTEGRATION])
+        .arg("--target-dir")
+        .arg(target.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("SECODA_API_KEY") && err.contains("--api-key-file"),
+        "{err}"
+    );
+    assert!(
+        stdout(&output).is_empty(),
+        "nothing on stdout: {}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_missing_integration_is_exit_2() {
+    let output = bin()
+        .env("SECODA_API_KEY", KEY)
+        .arg("upload")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("SECODA_INTEGRATION_ID"));
+}
+
+#[test]
+fn plain_http_is_only_for_loopback() {
+    let target = passing_build();
+    let run = |url: &str, extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("SECODA_API_KEY", KEY)
+            .args([
+                "upload",
+                "--dry-run",
+                "--integration-id",
+                INTEGRATION,
+                "--api-url",
+                url,
+            ])
+            .args(extra)
+            .arg("--target-dir")
+            .arg(target.path());
+        cmd.output().unwrap()
+    };
+    let output = run("http://secoda.internal.example", &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--allow-insecure-http"));
+    assert_eq!(
+        run("http://secoda.internal.example", &["--allow-insecure-http"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(run("http://localhost:8080", &[]).status.code(), Some(0));
+}
+
+#[test]
+fn bare_hosts_get_the_api_path_and_known_wrong_hosts_warn() {
+    let target = passing_build();
+    let plan = |url: &str| {
+        let output = bin()
+            .env("SECODA_API_KEY", KEY)
+            .args([
+                "upload",
+                "--dry-run",
+                "--output",
+                "json",
+                "--integration-id",
+                INTEGRATION,
+                "--api-url",
+                url,
+            ])
+            .arg("--target-dir")
+            .arg(target.path())
+            .output()
+            .unwrap();
+        (json_report(&output), stderr(&output))
+    };
+    let (report, _) = plan("https://acme.secoda.co");
+    assert_eq!(
+        report["plan"]["trigger"],
+        format!("POST https://acme.secoda.co/api/v1/integration/dbt/{INTEGRATION}/trigger/")
+    );
+    let (report, err) = plan("https://api.secoda.com");
+    assert!(err.contains("secoda.co, not secoda.com"), "{err}");
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
+    let (_, err) = plan("https://apac.secoda.co");
+    assert!(err.contains("aapi.secoda.co"), "{err}");
+
+    let output = bin()
+        .env("SECODA_API_KEY", KEY)
+        .env("SECODA_REGION", "eu")
+        .args([
+            "upload",
+            "--dry-run",
+            "--output",
+            "json",
+            "--integration-id",
+            INTEGRATION,
+        ])
+        .arg("--target-dir")
+        .arg(target.path())
+        .output()
+        .unwrap();
+    assert!(
+        json_report(&output)["plan"]["upload"]
+            .as_str()
+            .unwrap()
+            .starts_with("POST https://eapi.secoda.co/api/v1/")
+    );
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    for args in [
+        vec!["upload", "--wait-timeout", "soon"],
+        vec!["upload", "--fail-on", "sometimes"],
+        vec!["nope"],
+    ] {
+        let output = bin().args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn help_carries_the_exit_code_table_and_env_vars() {
+    let output = bin().args(["upload", "--help"]).output().unwrap();
+    let help = stdout(&output);
+    for needle in [
+        "130",
+        "Secoda unavailable",
+        "SECODA_API_URL",
+        "SECODA_REGION",
+        "DBT_TARGET_PATH",
+        "DBT_PROJECT_DIR",
+        "SECODA_INTEGRATION_ID",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from --help");
+    }
+}

@@ -1,0 +1,304 @@
+//! Secoda misbehaving: retries, what is never retried, and the exit codes that follow.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn upload_path() -> String {
+    format!("/api/v1/integration/dbt/{INTEGRATION}/upload_artifacts/")
+}
+
+#[test]
+fn a_running_sync_is_waited_out() {
+    let sim = Simulator::start(&["--conflicts", "3"]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--no-wait", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let state = sim.state();
+    assert_eq!(state["conflicts_served"], 3);
+    assert_eq!(state["triggers"], 1);
+    let report = json_report(&output);
+    assert_eq!(report["trigger"]["conflicts"], 3);
+    assert_eq!(report["trigger"]["attempts"], 4);
+    assert_eq!(
+        stderr(&output).matches("409 Conflict").count(),
+        3,
+        "each wait is logged: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_sync_that_never_ends_times_out_with_exit_5() {
+    let sim = Simulator::start(&["--conflicts", "1000"]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--no-wait", "--trigger-timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("a dbt sync was still running"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn server_errors_are_retried_and_the_upload_succeeds() {
+    let sim = Simulator::start(&["--fail-requests", "3", "--fail-status", "503"]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let state = sim.state();
+    assert_eq!(state["failures_served"], 3);
+    assert_eq!(state["uploads"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        state["uploads"][0]["manifest_sha256"],
+        sha256(&target.path().join("manifest.json"))
+    );
+    assert!(
+        stderr(&output).contains("retrying in"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn rate_limits_are_retried_after_the_time_secoda_asks_for() {
+    // 429 with Retry-After: 1, twice: the upload waits about two seconds, not the scaled backoff.
+    let sim = Simulator::start(&["--fail-requests", "2", "--fail-status", "429"]);
+    let target = failing_build();
+    let started = Instant::now();
+    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sim.requests(&upload_path()), 3);
+    assert_eq!(sim.state()["uploads"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_simulators_rate_limit_answers_429_with_retry_after() {
+    let sim = Simulator::start(&["--rate-limit", "1"]);
+    let auth = format!("Bearer {KEY}");
+    let trigger = format!("/api/v1/integration/dbt/{INTEGRATION}/trigger/");
+    let (first, _) = sim.request("POST", &trigger, &[("Authorization", &auth)], b"");
+    assert_eq!(first, 200);
+    let (second, body) = sim.request("POST", &trigger, &[("Authorization", &auth)], b"");
+    assert_eq!(second, 429);
+    assert!(String::from_utf8_lossy(&body).contains("Expected available in"));
+    assert_eq!(sim.state()["rate_limited"], 1);
+}
+
+#[test]
+fn uploads_cut_off_mid_body_are_sent_again_whole() {
+    let sim = Simulator::start(&["--reset-uploads", "2"]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--no-wait", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let state = sim.state();
+    assert_eq!(state["resets_served"], 2);
+    let uploads = state["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        uploads[0]["manifest_sha256"],
+        sha256(&target.path().join("manifest.json"))
+    );
+    assert_eq!(
+        uploads[0]["run_results_sha256"],
+        sha256(&target.path().join("run_results.json"))
+    );
+    assert_eq!(uploads[0]["manifest_bytes"], 776_465);
+    assert_eq!(state["requests"][upload_path()]["reset"], 2);
+    assert_eq!(json_report(&output)["uploaded"]["attempts"], 3);
+}
+
+#[test]
+fn a_wrong_key_fails_fast_after_one_request() {
+    let sim = Simulator::start(&[]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .env("SECODA_API_KEY", "sk-wrong-key-1234")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert_eq!(sim.requests(""), 1, "{}", sim.state()["requests"]);
+    let err = stderr(&output);
+    assert!(err.contains("401"), "{err}");
+    assert!(
+        err.contains("from SECODA_API_KEY"),
+        "the message says where the key came from: {err}"
+    );
+    // The local results are still in the report.
+    assert!(stdout(&output).contains("tests:"), "{}", stdout(&output));
+}
+
+#[test]
+fn an_unknown_integration_is_exit_4() {
+    let sim = Simulator::start(&[]);
+    let target = failing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--integration-id", "00000000-0000-4000-8000-000000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("404"));
+    assert!(stderr(&output).contains("--integration-id"));
+}
+
+#[test]
+fn a_redirected_post_is_refused_with_a_hint() {
+    // With --no-wait the upload is the first request; it is answered with a redirect.
+    let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "301"]);
+    let target = failing_build();
+    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("POST"), "{err}");
+    assert!(err.contains("301"), "{err}");
+    assert!(
+        err.contains("wrong base URL or missing trailing slash"),
+        "{err}"
+    );
+    assert_eq!(
+        sim.requests(&upload_path()),
+        1,
+        "the redirect is not followed"
+    );
+    assert_eq!(sim.state()["uploads"], serde_json::json!([]));
+}
+
+#[test]
+fn secoda_down_for_good_is_exit_5_and_on_api_error_warn_makes_it_a_warning() {
+    let sim = Simulator::start(&["--fail-requests", "100000", "--fail-status", "502"]);
+    let target = passing_build();
+    let output = sim
+        .upload(target.path())
+        .args(["--retry-timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Secoda unavailable"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = sim
+        .upload(target.path())
+        .args([
+            "--retry-timeout",
+            "1s",
+            "--on-api-error",
+            "warn",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json_report(&output);
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("--on-api-error warn")
+    );
+
+    // The local results still gate: failing tests are exit 1 even when Secoda is down.
+    let failing = failing_build();
+    let output = sim
+        .upload(failing.path())
+        .args(["--retry-timeout", "1s", "--on-api-error", "warn"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}
+
+#[test]
+fn nothing_listening_is_exit_5() {
+    let target = passing_build();
+    let mut cmd = bin();
+    cmd.env("SECODA_API_KEY", KEY)
+        .args([
+            "upload",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--integration-id",
+            INTEGRATION,
+            "--retry-timeout",
+            "500ms",
+        ])
+        .arg("--target-dir")
+        .arg(target.path());
+    let output = cmd.output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("hint: check the API URL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_bad_request_is_exit_4_and_not_retried() {
+    let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "413"]);
+    let target = passing_build();
+    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("client_max_body_size"),
+        "413 explains proxy limits: {}",
+        stderr(&output)
+    );
+    assert_eq!(sim.requests(&upload_path()), 1);
+}
+
+#[test]
+fn ctrl_c_is_exit_130() {
+    let sim = Simulator::start(&["--latency", "5000"]);
+    let target = passing_build();
+    let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
+    let mut child = std::process::Command::new(exe)
+        .env("SECODA_API_KEY", KEY)
+        .args([
+            "upload",
+            "--api-url",
+            &sim.url,
+            "--integration-id",
+            INTEGRATION,
+        ])
+        .arg("--target-dir")
+        .arg(target.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real binary against the simulator over loopback HTTP.
+//! One test binary with modules keeps linking fast.
+
+mod artifacts;
+mod cli;
+mod faults;
+mod real_world;
+mod security;
+mod settle;
+mod simulator;
+mod support;
+mod upload;

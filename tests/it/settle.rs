@@ -1,0 +1,102 @@
+//! The settle rule against the simulator's sync model: a stale answer is never taken as this run's.
+
+use crate::support::*;
+
+#[test]
+fn a_slow_sync_does_not_pass_off_the_previous_answer() {
+    // The previous sync's answer: nothing failing (a passing build). Then a failing build whose
+    // sync takes far longer than the first polls: they still see "nothing failing".
+    let sim = Simulator::start(&["--sync-seconds", "2"]);
+    let passing = passing_build();
+    let first = sim.upload(passing.path()).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+
+    let failing = failing_build();
+    let output = sim
+        .upload(failing.path())
+        .args(["--output", "json", "-v"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = json_report(&output);
+    let answer = &report["secoda"];
+    assert_eq!(answer["settled_by"], "changed");
+    assert_eq!(answer["before_upload"]["failing"], serde_json::json!([]));
+    assert_eq!(answer["failing"].as_array().unwrap().len(), 2, "{answer}");
+    assert!(
+        answer["polls"].as_u64().unwrap() >= 10,
+        "2 s of sync at 100 ms polls: {answer}"
+    );
+    assert!(answer["waited"].as_f64().unwrap() >= 1.8, "{answer}");
+}
+
+#[test]
+fn an_unchanged_answer_settles_when_this_run_predicts_it() {
+    // The same failing build twice: Secoda's answer does not change, and this run predicts it.
+    let sim = Simulator::start(&["--sync-seconds", "5"]);
+    let target = failing_build();
+    let first = sim.upload(target.path()).output().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let second = sim
+        .upload(target.path())
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let report = json_report(&second);
+    assert_eq!(report["secoda"]["settled_by"], "expected");
+    assert!(
+        report["secoda"]["waited"].as_f64().unwrap() < 2.0,
+        "no need to wait for the 5 s sync"
+    );
+}
+
+#[test]
+fn an_answer_that_never_comes_times_out_with_exit_5() {
+    // The previous answer is a failing build's; this run passes, but the sync outlasts the wait.
+    let sim = Simulator::start(&["--sync-seconds", "0.2"]);
+    let failing = failing_build();
+    assert_eq!(
+        sim.upload(failing.path()).output().unwrap().status.code(),
+        Some(1)
+    );
+    drop(sim);
+
+    let slow = Simulator::start(&["--sync-seconds", "30"]);
+    let first = slow
+        .upload(failing.path())
+        .args(["--no-wait"])
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(1));
+    // While the 30 s sync runs, triggers answer 409: give the trigger time, not the wait.
+    let passing = passing_build();
+    let output = slow
+        .upload(passing.path())
+        .args(["--wait-timeout", "1s", "--trigger-timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+#[test]
+fn the_wait_times_out_when_the_answer_stays_stale() {
+    let sim = Simulator::start(&["--sync-seconds", "30"]);
+    let failing = failing_build();
+    let output = sim
+        .upload(failing.path())
+        .args(["--wait-timeout", "1500ms", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let report = json_report(&output);
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still the one from before the upload")
+    );
+    assert_eq!(
+        report["test_summary"]["failing"], 4,
+        "the local results are still reported"
+    );
+}
