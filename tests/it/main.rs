@@ -1,6 +1,9 @@
 //! Integration tests: the real binary against the simulator over loopback HTTP.
 //! One test binary with modules keeps linking fast.
 
+// A failed unwrap is a failed test, with its location: the clearest report a test can give.
+#![allow(clippy::unwrap_used)]
+
 mod artifacts;
 mod cli;
 mod faults;

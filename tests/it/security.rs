@@ -101,6 +101,7 @@ fn a_successful_run_at_full_trace_hides_the_key() {
         .output()
         .unwrap();
     let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("TRACE"), "full trace was on");
     assert_hidden(&output);
