@@ -10,6 +10,7 @@ handful of tests fail. Both files share one invocation_id and are written the wa
 
 usage: gen-artifacts.py OUT_DIR --manifest-mib 1024
 """
+
 import argparse
 import json
 import os
@@ -28,7 +29,9 @@ def dumps(value):
 def renamer(copy):
     if copy == 0:
         return lambda text: text
-    return lambda text: UID.sub(lambda m: f"{m.group(1)}.fernleaf.{m.group(2)}_c{copy}", text)
+    return lambda text: UID.sub(
+        lambda m: f"{m.group(1)}.fernleaf.{m.group(2)}_c{copy}", text
+    )
 
 
 def main():
@@ -48,7 +51,11 @@ def main():
 
     nodes_text = dumps(manifest["nodes"])[1:-1]
     unit_text = dumps(manifest["unit_tests"])[1:-1]
-    rest = {k: v for k, v in manifest.items() if k not in ("metadata", "nodes", "unit_tests")}
+    rest = {
+        k: v
+        for k, v in manifest.items()
+        if k not in ("metadata", "nodes", "unit_tests")
+    }
     fixed = len(dumps(manifest)) - len(nodes_text) - len(unit_text)
     per_copy = len(nodes_text) + len(unit_text) + 4
     copies = max(1, (target - fixed) // per_copy)
@@ -57,8 +64,13 @@ def main():
     for result in run_results["results"]:
         ok = dict(result)
         if ok["status"] in ("fail", "warn", "error", "skipped"):
-            ok.update(status="pass" if ok["unique_id"].startswith(("test.", "unit_test.")) else "success",
-                      failures=0, message=None)
+            ok.update(
+                status="pass"
+                if ok["unique_id"].startswith(("test.", "unit_test."))
+                else "success",
+                failures=0,
+                message=None,
+            )
         passing.append(ok)
     failing_text = dumps(run_results["results"])[1:-1]
     passing_text = dumps(passing)[1:-1]
@@ -66,14 +78,17 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "manifest.json"), "w") as out:
         out.write('{"metadata": ' + dumps(manifest["metadata"]) + ', "nodes": {')
-        for copy in range(copies):
-            out.write((", " if copy else "") + renamer(copy)(nodes_text))
+        out.writelines(
+            (", " if copy else "") + renamer(copy)(nodes_text) for copy in range(copies)
+        )
         out.write('}, "unit_tests": {')
-        for copy in range(copies):
-            out.write((", " if copy else "") + renamer(copy)(unit_text))
+        out.writelines(
+            (", " if copy else "") + renamer(copy)(unit_text) for copy in range(copies)
+        )
         out.write("}")
-        for key, value in rest.items():
-            out.write(", " + dumps(key) + ": " + dumps(value))
+        out.writelines(
+            ", " + dumps(key) + ": " + dumps(value) for key, value in rest.items()
+        )
         out.write("}")
     with open(os.path.join(args.out, "run_results.json"), "w") as out:
         out.write('{"metadata": ' + dumps(run_results["metadata"]) + ', "results": [')
@@ -84,7 +99,9 @@ def main():
         out.write(', "args": ' + dumps(run_results["args"]) + "}")
     for name in ("manifest.json", "run_results.json"):
         size = os.path.getsize(os.path.join(args.out, name))
-        print(f"{name}: {size} bytes ({size / 1048576:.1f} MiB), {copies} copies of the fixture's nodes")
+        print(
+            f"{name}: {size} bytes ({size / 1048576:.1f} MiB), {copies} copies of the fixture's nodes"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ chunked body) into one reused buffer, and answers 200 with a small JSON body
 
 usage: sink.py [--port 0]   (prints "listening on http://127.0.0.1:PORT" first)
 """
+
 import argparse
 import socket
 import sys
@@ -53,7 +54,7 @@ def drain_chunked(conn, pending):
             if not data:
                 raise ConnectionError("body cut short")
             pending += data
-        pending = pending[size + 2:]
+        pending = pending[size + 2 :]
         if size == 0:
             return pending
 

@@ -364,10 +364,11 @@ pub fn stream_file<V: Visitor>(
     let mut scanner = Scanner::new(visitor);
     let mut held: Option<Bytes> = None;
     let mut total = 0u64;
+    let pool = BufferPool::default();
     loop {
         // Read at most one byte past the expected end, to notice a file that grew.
         let want = (file.len + 1 - total).min(CHUNK as u64);
-        let mut buf = Vec::with_capacity(want as usize);
+        let mut buf = pool.take();
         (&mut reader)
             .take(want)
             .read_to_end(&mut buf)
@@ -390,7 +391,7 @@ pub fn stream_file<V: Visitor>(
             path: path(),
             error,
         })?;
-        if let Some(previous) = held.replace(Bytes::from(buf)) {
+        if let Some(previous) = held.replace(pool.share(buf)) {
             sink(previous)?;
         }
     }
@@ -409,6 +410,50 @@ pub fn stream_file<V: Visitor>(
         sink(last)?;
     }
     Ok(visitor)
+}
+
+/// Chunk buffers that come back when the last [`Bytes`] pointing at them is dropped (after the
+/// HTTP stack has written them), so a long upload reuses a few buffers instead of asking the
+/// kernel for fresh, zeroed pages for every chunk.
+#[derive(Default, Clone)]
+struct BufferPool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+/// One pooled buffer, owned by the [`Bytes`] handed on.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if let Ok(mut free) = self.pool.0.lock()
+            && free.len() < 16
+        {
+            free.push(buf);
+        }
+    }
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut free| free.pop());
+        reused.unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    fn share(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: self.clone(),
+        })
+    }
 }
 
 /// What a streaming read of a pair hands on.
