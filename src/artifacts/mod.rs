@@ -349,6 +349,9 @@ impl From<Stopped> for ReadError {
 
 /// Reads `file` once, validating it as it goes, and hands each chunk to `sink`. The last chunk is
 /// handed on only after the whole file has proven to be complete JSON of the expected length.
+///
+/// Reading runs one chunk ahead on its own thread: the kernel's copy into memory then overlaps
+/// the validation, which is what bounds an upload's speed.
 pub fn stream_file<V: Visitor>(
     file: &ArtifactFile,
     visitor: V,
@@ -359,57 +362,76 @@ pub fn stream_file<V: Visitor>(
         path: path(),
         detail,
     };
-    let mut reader =
+    let reader =
         File::open(&file.path).map_err(|e| changed(format!("it can no longer be opened: {e}")))?;
-    let mut scanner = Scanner::new(visitor);
-    let mut held: Option<Bytes> = None;
-    let mut total = 0u64;
     let pool = BufferPool::default();
-    loop {
-        // Read at most one byte past the expected end, to notice a file that grew.
-        let want = (file.len + 1 - total).min(CHUNK as u64);
-        let mut buf = pool.take();
-        (&mut reader)
-            .take(want)
-            .read_to_end(&mut buf)
-            .map_err(|source| ArtifactError::Unreadable {
+    std::thread::scope(|scope| {
+        let (tx, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(2);
+        let read_pool = pool.clone();
+        scope.spawn(move || read_ahead(reader, file.len, &read_pool, &tx));
+        let mut scanner = Scanner::new(visitor);
+        let mut held: Option<Bytes> = None;
+        let mut total = 0u64;
+        for chunk in chunks {
+            let buf = chunk.map_err(|source| ArtifactError::Unreadable {
                 path: path(),
                 source,
             })?;
-        if buf.is_empty() {
-            break;
+            total += buf.len() as u64;
+            if total > file.len {
+                let detail = format!("it grew past the {} bytes it had when checked", file.len);
+                return Err(changed(detail).into());
+            }
+            scanner.feed(&buf).map_err(|error| ArtifactError::NotJson {
+                path: path(),
+                error,
+            })?;
+            if let Some(previous) = held.replace(pool.share(buf)) {
+                sink(previous)?;
+            }
         }
-        total += buf.len() as u64;
-        if total > file.len {
-            return Err(changed(format!(
-                "it grew past the {} bytes it had when checked",
+        if total != file.len {
+            let detail = format!(
+                "it had {} bytes when checked and {total} when read",
                 file.len
-            ))
-            .into());
+            );
+            return Err(changed(detail).into());
         }
-        scanner.feed(&buf).map_err(|error| ArtifactError::NotJson {
+        let visitor = scanner.finish().map_err(|error| ArtifactError::NotJson {
             path: path(),
             error,
         })?;
-        if let Some(previous) = held.replace(pool.share(buf)) {
-            sink(previous)?;
+        if let Some(last) = held {
+            sink(last)?;
+        }
+        Ok(visitor)
+    })
+}
+
+/// Reads `reader` in chunks until its end, or one byte past `expected` (to notice a file that
+/// grew), sending each chunk on; stops early when the receiver goes away.
+fn read_ahead(
+    mut reader: File,
+    expected: u64,
+    pool: &BufferPool,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) {
+    let mut total = 0u64;
+    loop {
+        let want = (expected + 1).saturating_sub(total).min(CHUNK as u64);
+        let mut buf = pool.take();
+        let read = (&mut reader).take(want).read_to_end(&mut buf);
+        let done = !matches!(read, Ok(n) if n > 0);
+        total += buf.len() as u64;
+        let sent = match read {
+            Ok(0) => Ok(()),
+            Ok(_) => tx.send(Ok(buf)),
+            Err(e) => tx.send(Err(e)),
+        };
+        if done || sent.is_err() || total > expected {
+            return;
         }
     }
-    if total != file.len {
-        return Err(changed(format!(
-            "it had {} bytes when checked and {total} when read",
-            file.len
-        ))
-        .into());
-    }
-    let visitor = scanner.finish().map_err(|error| ArtifactError::NotJson {
-        path: path(),
-        error,
-    })?;
-    if let Some(last) = held {
-        sink(last)?;
-    }
-    Ok(visitor)
 }
 
 /// Chunk buffers that come back when the last [`Bytes`] pointing at them is dropped (after the

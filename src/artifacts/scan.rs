@@ -879,4 +879,154 @@ mod tests {
             assert_eq!(got, want, "split at {split}");
         }
     }
+
+    /// A tiny deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn space(rng: &mut Rng, out: &mut Vec<u8>) {
+        for _ in 0..rng.below(3).saturating_sub(1) {
+            out.push(b" \n\t\r"[rng.below(4)]);
+        }
+    }
+
+    fn string(rng: &mut Rng, out: &mut Vec<u8>) {
+        out.push(b'"');
+        let len = [0, 3, 20, 90, 300][rng.below(5)];
+        for _ in 0..len {
+            match rng.below(40) {
+                0 => out.extend_from_slice(b"\\n"),
+                1 => out.extend_from_slice(b"\\\""),
+                2 => out.extend_from_slice(b"\\\\"),
+                3 => out.extend_from_slice(b"\\u00e9"),
+                4 => out.extend_from_slice("é".as_bytes()),
+                5 => out.extend_from_slice("😀".as_bytes()),
+                6 => out.extend_from_slice(b"\\/"),
+                _ => out.push(b"abcdefghij klmnopqrstuvwxyz_.{}[]:,0123456789"[rng.below(45)]),
+            }
+        }
+        out.push(b'"');
+    }
+
+    fn value(rng: &mut Rng, depth: usize, out: &mut Vec<u8>) {
+        space(rng, out);
+        match rng.below(if depth > 4 { 4 } else { 7 }) {
+            0 => string(rng, out),
+            1 => {
+                let n = [
+                    "0",
+                    "-1",
+                    "42",
+                    "3.25",
+                    "-0.5e-3",
+                    "1E+9",
+                    "1795849850.6639948",
+                    "12345678901234",
+                ];
+                out.extend_from_slice(n[rng.below(n.len())].as_bytes());
+            }
+            2 => out.extend_from_slice([&b"true"[..], b"false", b"null"][rng.below(3)]),
+            3 => string(rng, out),
+            4 | 5 => {
+                out.push(b'{');
+                for i in 0..rng.below(6) {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    space(rng, out);
+                    string(rng, out);
+                    space(rng, out);
+                    out.push(b':');
+                    value(rng, depth + 1, out);
+                }
+                space(rng, out);
+                out.push(b'}');
+            }
+            _ => {
+                out.push(b'[');
+                for i in 0..rng.below(6) {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    value(rng, depth + 1, out);
+                }
+                space(rng, out);
+                out.push(b']');
+            }
+        }
+        space(rng, out);
+    }
+
+    fn scan_in_pieces(doc: &[u8], rng: &mut Rng) -> Result<Collect, SyntaxError> {
+        let mut scanner = Scanner::new(Collect::default());
+        let mut at = 0;
+        while at < doc.len() {
+            let size = [1, 7, 63, 64, 65, 130, 1000][rng.below(7)];
+            let end = (at + size).min(doc.len());
+            scanner.feed(&doc[at..end])?;
+            at = end;
+        }
+        scanner.finish()
+    }
+
+    #[test]
+    fn random_documents_and_corruptions_agree_with_serde_json_in_any_pieces() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..3000 {
+            let mut doc = Vec::new();
+            value(&mut rng, 0, &mut doc);
+            match round % 5 {
+                0 => {}
+                1 => doc.truncate(rng.below(doc.len() + 1)),
+                2 => {
+                    let i = rng.below(doc.len());
+                    doc[i] = (rng.next() & 0xff) as u8;
+                }
+                3 => {
+                    let i = rng.below(doc.len() + 1);
+                    let extra = b"\"{}[]:,\\ a0-e\x01\xff\xc3";
+                    doc.insert(i, extra[rng.below(extra.len())]);
+                }
+                _ => {
+                    let i = rng.below(doc.len());
+                    doc.remove(i);
+                }
+            }
+            let parsed = serde_json::from_slice::<serde_json::Value>(&doc);
+            if parsed
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("out of range"))
+            {
+                // Valid JSON grammar that serde_json cannot represent (e.g. 12e345678): not a
+                // question of validity.
+                continue;
+            }
+            let expected = parsed.is_ok();
+            let whole = scan_in_pieces(&doc, &mut Rng(1)).map(|c| c.0);
+            assert_eq!(
+                whole.is_ok(),
+                expected,
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&doc)
+            );
+            for seed in 2..5 {
+                let pieces = scan_in_pieces(&doc, &mut Rng(seed)).map(|c| c.0);
+                assert_eq!(
+                    pieces, whole,
+                    "round {round}, seed {seed}: captures differ when cut differently"
+                );
+            }
+        }
+    }
 }
