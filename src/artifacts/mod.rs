@@ -418,17 +418,24 @@ fn read_ahead(
 ) {
     let mut total = 0u64;
     loop {
-        let want = (expected + 1).saturating_sub(total).min(CHUNK as u64);
+        let want = (expected + 1).saturating_sub(total).min(CHUNK as u64) as usize;
         let mut buf = pool.take();
-        let read = (&mut reader).take(want).read_to_end(&mut buf);
-        let done = !matches!(read, Ok(n) if n > 0);
-        total += buf.len() as u64;
-        let sent = match read {
-            Ok(0) => Ok(()),
-            Ok(_) => tx.send(Ok(buf)),
-            Err(e) => tx.send(Err(e)),
-        };
-        if done || sent.is_err() || total > expected {
+        let mut filled = 0;
+        // Plain reads into a buffer that is already the right size: one system call per chunk.
+        while filled < want {
+            match reader.read(&mut buf[filled..want]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        if filled == 0 || tx.send(Ok(buf)).is_err() || total > expected {
             return;
         }
     }
@@ -455,7 +462,8 @@ impl AsRef<[u8]> for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
+        // Back to full size; only a file's last, shorter chunk has a tail to fill.
+        buf.resize(CHUNK, 0);
         if let Ok(mut free) = self.pool.0.lock()
             && free.len() < 16
         {
@@ -465,9 +473,10 @@ impl Drop for Pooled {
 }
 
 impl BufferPool {
+    /// A buffer of `CHUNK` bytes.
     fn take(&self) -> Vec<u8> {
         let reused = self.0.lock().ok().and_then(|mut free| free.pop());
-        reused.unwrap_or_else(|| Vec::with_capacity(CHUNK))
+        reused.unwrap_or_else(|| vec![0; CHUNK])
     }
 
     fn share(&self, buf: Vec<u8>) -> Bytes {

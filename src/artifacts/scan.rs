@@ -308,7 +308,7 @@ impl<V: Visitor> Scanner<V> {
         let n = chunk.len();
         while i < n {
             // Most bytes are inside strings: a direct branch, not the jump table below.
-            if self.state == State::String {
+            if matches!(self.state, State::String) {
                 i = skip_plain_string_bytes(chunk, i);
                 let Some(&b) = chunk.get(i) else { break };
                 match b {
@@ -471,7 +471,7 @@ impl<V: Visitor> Scanner<V> {
     #[inline(always)]
     fn value_done(&mut self, chunk: &[u8], i: usize) -> usize {
         self.state = self.after_value();
-        if self.state == State::AfterValue
+        if matches!(self.state, State::AfterValue)
             && i + 2 < chunk.len()
             && chunk[i] == b','
             && chunk[i + 1] == b' '
@@ -590,6 +590,7 @@ impl<V: Visitor> Scanner<V> {
     }
 
     /// A closing bracket at `chunk[i]`.
+    #[inline(always)]
     fn close(&mut self, chunk: &[u8], i: usize) -> Result<usize, SyntaxError> {
         let b = chunk[i];
         let open = if b == b'}' { b'{' } else { b'[' };
@@ -612,11 +613,14 @@ impl<V: Visitor> Scanner<V> {
         let depth = self.stack.len();
         let i = end + 1;
         if self.in_key {
-            let key = self.kept.take(chunk, end);
-            self.capture_next = key.is_some_and(|key| self.visitor.key(depth, key));
-            self.kept.release();
-            if self.capture_next {
-                self.capture_depth = depth;
+            self.capture_next = false;
+            if self.kept.keep != Keep::No {
+                let key = self.kept.take(chunk, end);
+                self.capture_next = key.is_some_and(|key| self.visitor.key(depth, key));
+                self.kept.release();
+                if self.capture_next {
+                    self.capture_depth = depth;
+                }
             }
             // dbt writes `"key": value`: take the separator and the value's first byte now.
             if i + 2 < chunk.len() && chunk[i] == b':' && chunk[i + 1] == b' ' {
@@ -628,10 +632,12 @@ impl<V: Visitor> Scanner<V> {
             self.state = State::Colon;
             Ok(i)
         } else {
-            if let Some(raw) = self.kept.take(chunk, end) {
-                self.visitor.string(self.capture_depth, raw);
+            if self.kept.keep != Keep::No {
+                if let Some(raw) = self.kept.take(chunk, end) {
+                    self.visitor.string(self.capture_depth, raw);
+                }
+                self.kept.release();
             }
-            self.kept.release();
             Ok(self.value_done(chunk, i))
         }
     }
