@@ -188,19 +188,16 @@ impl Client {
                     match request.send().await {
                         Ok(response) => {
                             check(response).await?;
-                            match producer.await {
-                                Ok(Ok(output)) => Ok(output),
-                                Ok(Err(ProducerError::Failed(e))) => Err(Failure::Source(e)),
-                                Ok(Err(ProducerError::Stopped)) | Err(_) => {
-                                    Err(Failure::Transport {
-                                        message: "the upload ended before its body was complete"
-                                            .into(),
-                                    })
-                                }
+                            match joined(producer.await) {
+                                Ok(output) => Ok(output),
+                                Err(ProducerError::Failed(e)) => Err(Failure::Source(e)),
+                                Err(ProducerError::Stopped) => Err(Failure::Transport {
+                                    message: "the upload ended before its body was complete".into(),
+                                }),
                             }
                         }
-                        Err(e) => match producer.await {
-                            Ok(Err(ProducerError::Failed(source))) => Err(Failure::Source(source)),
+                        Err(e) => match joined(producer.await) {
+                            Err(ProducerError::Failed(source)) => Err(Failure::Source(source)),
                             _ => Err(transport(e)),
                         },
                     }
@@ -214,6 +211,17 @@ impl Client {
                 Err(source) => UploadError::Source(source),
             }),
         }
+    }
+}
+
+/// A producer's result; a producer that panicked is a bug, never a reason to retry.
+fn joined<T, E>(
+    result: Result<Result<T, ProducerError<E>>, tokio::task::JoinError>,
+) -> Result<T, ProducerError<E>> {
+    match result {
+        Ok(output) => output,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(ProducerError::Stopped),
     }
 }
 
