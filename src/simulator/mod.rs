@@ -233,7 +233,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
 
 async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Reply, Dropped> {
     let path = req.uri().path().to_string();
-    let method = req.method().clone();
     if path == "/_simulator/state" || path == "/_simulator/state/" {
         return Ok(reply(
             StatusCode::OK,
@@ -244,37 +243,61 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Reply, Dropp
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(response) = injected_failure(shared, &req) {
-        return Ok(response);
+    match gate(shared, &req) {
+        Ok((pattern, id)) => dispatch(shared, req, pattern, id).await,
+        Err(answer) => early(req, *answer).await,
     }
-    let Some((pattern, id)) = route(&path) else {
+}
+
+/// Answers before the request's body is read: reads and discards the body first, as a server
+/// with a lingering close does, so a client still sending sees the answer instead of a broken
+/// pipe.
+async fn early(req: Request<Incoming>, answer: Reply) -> Result<Reply, Dropped> {
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return Err(Dropped("aborted"));
+        }
+    }
+    Ok(answer)
+}
+
+/// What is decided from the request line and headers alone: injected faults, routing, the
+/// method, the key and the rate limit. Err is the answer; Ok is the route to dispatch.
+fn gate(shared: &Shared, req: &Request<Incoming>) -> Result<(&'static str, String), Box<Reply>> {
+    let path = req.uri().path();
+    let method = req.method();
+    if let Some(response) = injected_failure(shared, req) {
+        return Err(Box::new(response));
+    }
+    let Some((pattern, id)) = route(path) else {
         if !path.ends_with('/') && route(&format!("{path}/")).is_some() {
             // Django's APPEND_SLASH: a redirect, which turns a POST into a GET that loses its body.
             let mut response = detail(StatusCode::MOVED_PERMANENTLY, "Moved Permanently");
             let location =
                 HeaderValue::from_str(&format!("{path}/")).unwrap_or(HeaderValue::from_static("/"));
             response.headers_mut().insert(header::LOCATION, location);
-            return Ok(response);
+            return Err(Box::new(response));
         }
-        return Ok(detail(StatusCode::NOT_FOUND, "Not found."));
+        return Err(Box::new(detail(StatusCode::NOT_FOUND, "Not found.")));
     };
     if !ROUTES
         .iter()
         .any(|(m, p)| *p == pattern && *m == method.as_str())
     {
-        return Ok(detail(
+        return Err(Box::new(detail(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("Method \"{method}\" not allowed."),
-        ));
+        )));
     }
     if pattern.ends_with("healthcheck/") {
-        return Ok(reply(StatusCode::OK, json!({ "status": "OK" })));
+        return Err(Box::new(reply(StatusCode::OK, json!({ "status": "OK" }))));
     }
-    if let Some(response) = check_auth(shared, &req) {
-        return Ok(response);
+    if let Some(response) = check_auth(shared, req) {
+        return Err(Box::new(response));
     }
     let is_write = matches!(
-        method,
+        *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if is_write && let Some(wait) = shared.state().throttle(Instant::now()) {
@@ -285,9 +308,19 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Reply, Dropp
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(response);
+        return Err(Box::new(response));
     }
-    let id = id.unwrap_or_default();
+    Ok((pattern, id.unwrap_or_default()))
+}
+
+/// Runs the endpoint.
+async fn dispatch(
+    shared: &Shared,
+    req: Request<Incoming>,
+    pattern: &'static str,
+    id: String,
+) -> Result<Reply, Dropped> {
+    let method = req.method().clone();
     let now = Instant::now();
     match (method.as_str(), pattern) {
         ("GET", "/api/v1/integration/integrations/") => Ok(list_integrations(shared, &req)),
@@ -319,7 +352,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Reply, Dropp
         )),
         (_, p) if p.starts_with("/api/v1/integration/dbt/") => {
             if let Some(response) = check_dbt_integration(shared, &id) {
-                return Ok(response);
+                return early(req, response).await;
             }
             match p.rsplit('/').nth(1) {
                 Some("upload_artifacts") => upload_artifacts(shared, req, &id).await,
@@ -543,7 +576,7 @@ async fn import(
     jsonl: bool,
 ) -> Result<Reply, Dropped> {
     if !shared.state().integrations.contains_key(id) {
-        return Ok(detail(StatusCode::NOT_FOUND, "Not found."));
+        return early(req, detail(StatusCode::NOT_FOUND, "Not found.")).await;
     }
     let parts = match read_form(req).await? {
         Ok(parts) => parts,
@@ -586,7 +619,7 @@ async fn read_form(
         .as_deref()
         .and_then(multipart::Parser::boundary)
     else {
-        return Ok(Err(bad_multipart()));
+        return early(req, bad_multipart()).await.map(Err);
     };
     let body = read_body(req, 256 << 20).await?;
     let mut parser = multipart::Parser::new(&boundary);
@@ -673,7 +706,7 @@ async fn upload_artifacts(
         .as_deref()
         .and_then(multipart::Parser::boundary)
     else {
-        return Ok(bad_multipart());
+        return early(req, bad_multipart()).await;
     };
     let declared = req
         .headers()
@@ -692,6 +725,7 @@ async fn upload_artifacts(
     let mut run: Option<Result<crate::artifacts::RunOutcome, SyntaxError>> = None;
     let mut manifest: Option<Receiving<ManifestVisitor>> = None;
     let mut current: Option<&'static str> = None;
+    let mut malformed = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Dropped("aborted"))?;
         let Ok(data) = frame.into_data() else {
@@ -701,8 +735,10 @@ async fn upload_artifacts(
         if cut_at.is_some_and(|cut| received > cut) {
             return Err(Dropped("reset"));
         }
-        if parser.push(&data, &mut events).is_err() {
-            return Ok(bad_multipart());
+        if malformed || parser.push(&data, &mut events).is_err() {
+            // Read on to the end, then answer: see `early`.
+            malformed = true;
+            continue;
         }
         for event in events.drain(..) {
             match event {
@@ -745,7 +781,7 @@ async fn upload_artifacts(
             }
         }
     }
-    if !parser.is_done() {
+    if malformed || !parser.is_done() {
         return Ok(bad_multipart());
     }
     let missing: Vec<&str> = [

@@ -82,8 +82,7 @@ fn truncated_files_are_refused_wherever_the_cut_is() {
         let target = target_with(None, Some(&demo("run_results.json")));
         std::fs::write(target.path().join("manifest.json"), cut).unwrap();
         let sim = Simulator::start(&[]);
-        let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
-        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 3);
         let err = stderr(&output);
         assert!(err.contains("manifest.json"), "{err}");
         assert!(err.contains("truncated"), "{err}");

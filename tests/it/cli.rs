@@ -70,20 +70,8 @@ fn plain_http_is_only_for_loopback() {
 fn bare_hosts_get_the_api_path_and_known_wrong_hosts_warn() {
     let target = passing_build();
     let plan = |url: &str| {
-        let output = bin()
-            .env("SECODA_API_KEY", KEY)
-            .args([
-                "upload",
-                "--dry-run",
-                "--output",
-                "json",
-                "--integration-id",
-                INTEGRATION,
-                "--api-url",
-                url,
-            ])
-            .arg("--target-dir")
-            .arg(target.path())
+        let output = dry_run(target.path())
+            .args(["--api-url", url])
             .output()
             .unwrap();
         (json_report(&output), stderr(&output))
@@ -99,19 +87,8 @@ fn bare_hosts_get_the_api_path_and_known_wrong_hosts_warn() {
     let (_, err) = plan("https://apac.secoda.co");
     assert!(err.contains("aapi.secoda.co"), "{err}");
 
-    let output = bin()
-        .env("SECODA_API_KEY", KEY)
+    let output = dry_run(target.path())
         .env("SECODA_REGION", "eu")
-        .args([
-            "upload",
-            "--dry-run",
-            "--output",
-            "json",
-            "--integration-id",
-            INTEGRATION,
-        ])
-        .arg("--target-dir")
-        .arg(target.path())
         .output()
         .unwrap();
     assert!(

@@ -12,12 +12,11 @@ fn upload_path() -> String {
 fn a_running_sync_is_waited_out() {
     let sim = Simulator::start(&["--conflicts", "3"]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--no-wait", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--output", "json"]),
+        1,
+    );
     let state = sim.state();
     assert_eq!(state["conflicts_served"], 3);
     assert_eq!(state["triggers"], 1);
@@ -36,12 +35,11 @@ fn a_running_sync_is_waited_out() {
 fn a_sync_that_never_ends_times_out_with_exit_5() {
     let sim = Simulator::start(&["--conflicts", "1000"]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--no-wait", "--trigger-timeout", "1s"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--trigger-timeout", "1s"]),
+        5,
+    );
     assert!(
         stderr(&output).contains("a dbt sync was still running"),
         "{}",
@@ -53,12 +51,7 @@ fn a_sync_that_never_ends_times_out_with_exit_5() {
 fn server_errors_are_retried_and_the_upload_succeeds() {
     let sim = Simulator::start(&["--fail-requests", "3", "--fail-status", "503"]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 1);
     let state = sim.state();
     assert_eq!(state["failures_served"], 3);
     assert_eq!(state["uploads"].as_array().unwrap().len(), 1);
@@ -79,12 +72,12 @@ fn rate_limits_are_retried_after_the_time_secoda_asks_for() {
     let sim = Simulator::start(&["--fail-requests", "2", "--fail-status", "429"]);
     let target = failing_build();
     let started = Instant::now();
-    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
     assert!(
         started.elapsed() >= Duration::from_millis(1900),
-        "waited {:?}",
-        started.elapsed()
+        "waited {:?}: {}",
+        started.elapsed(),
+        stderr(&output)
     );
     assert_eq!(sim.requests(&upload_path()), 3);
     assert_eq!(sim.state()["uploads"].as_array().unwrap().len(), 1);
@@ -107,12 +100,11 @@ fn the_simulators_rate_limit_answers_429_with_retry_after() {
 fn uploads_cut_off_mid_body_are_sent_again_whole() {
     let sim = Simulator::start(&["--reset-uploads", "2"]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--no-wait", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--output", "json"]),
+        1,
+    );
     let state = sim.state();
     assert_eq!(state["resets_served"], 2);
     let uploads = state["uploads"].as_array().unwrap();
@@ -134,12 +126,11 @@ fn uploads_cut_off_mid_body_are_sent_again_whole() {
 fn a_wrong_key_fails_fast_after_one_request() {
     let sim = Simulator::start(&[]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .env("SECODA_API_KEY", "sk-wrong-key-1234")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .env("SECODA_API_KEY", "sk-wrong-key-1234"),
+        4,
+    );
     assert_eq!(sim.requests(""), 1, "{}", sim.state()["requests"]);
     let err = stderr(&output);
     assert!(err.contains("401"), "{err}");
@@ -155,12 +146,11 @@ fn a_wrong_key_fails_fast_after_one_request() {
 fn an_unknown_integration_is_exit_4() {
     let sim = Simulator::start(&[]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--integration-id", "00000000-0000-4000-8000-000000000000"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--integration-id", "00000000-0000-4000-8000-000000000000"]),
+        4,
+    );
     assert!(stderr(&output).contains("404"));
     assert!(stderr(&output).contains("--integration-id"));
 }
@@ -170,8 +160,7 @@ fn a_redirected_post_is_refused_with_a_hint() {
     // With --no-wait the upload is the first request; it is answered with a redirect.
     let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "301"]);
     let target = failing_build();
-    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
     let err = stderr(&output);
     assert!(err.contains("POST"), "{err}");
     assert!(err.contains("301"), "{err}");
@@ -191,31 +180,24 @@ fn a_redirected_post_is_refused_with_a_hint() {
 fn secoda_down_for_good_is_exit_5_and_on_api_error_warn_makes_it_a_warning() {
     let sim = Simulator::start(&["--fail-requests", "100000", "--fail-status", "502"]);
     let target = passing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--retry-timeout", "1s"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).args(["--retry-timeout", "1s"]), 5);
     assert!(
         stderr(&output).contains("Secoda unavailable"),
         "{}",
         stderr(&output)
     );
 
-    let output = sim
-        .upload(target.path())
-        .args([
+    let output = expect_exit(
+        sim.upload(target.path()).args([
             "--retry-timeout",
             "1s",
             "--on-api-error",
             "warn",
             "--output",
             "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        ]),
+        0,
+    );
     let report = json_report(&output);
     assert!(
         report["warnings"][0]
@@ -226,12 +208,11 @@ fn secoda_down_for_good_is_exit_5_and_on_api_error_warn_makes_it_a_warning() {
 
     // The local results still gate: failing tests are exit 1 even when Secoda is down.
     let failing = failing_build();
-    let output = sim
-        .upload(failing.path())
-        .args(["--retry-timeout", "1s", "--on-api-error", "warn"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    expect_exit(
+        sim.upload(failing.path())
+            .args(["--retry-timeout", "1s", "--on-api-error", "warn"]),
+        1,
+    );
 }
 
 #[test]
@@ -250,8 +231,7 @@ fn nothing_listening_is_exit_5() {
         ])
         .arg("--target-dir")
         .arg(target.path());
-    let output = cmd.output().unwrap();
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let output = expect_exit(&mut cmd, 5);
     assert!(
         stderr(&output).contains("hint: check the API URL"),
         "{}",
@@ -263,8 +243,7 @@ fn nothing_listening_is_exit_5() {
 fn a_bad_request_is_exit_4_and_not_retried() {
     let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "413"]);
     let target = passing_build();
-    let output = sim.upload(target.path()).arg("--no-wait").output().unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
     assert!(
         stderr(&output).contains("client_max_body_size"),
         "413 explains proxy limits: {}",

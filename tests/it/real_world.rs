@@ -72,20 +72,7 @@ fn every_real_world_pair_is_classified_as_its_readme_says() {
     assert_eq!(rows.len(), 16, "the README lists 16 pairs");
     for row in rows {
         let dir = corpus.join(&row.folder);
-        let output = bin()
-            .env("SECODA_API_KEY", KEY)
-            .args([
-                "upload",
-                "--dry-run",
-                "--output",
-                "json",
-                "--integration-id",
-                INTEGRATION,
-            ])
-            .arg("--target-dir")
-            .arg(&dir)
-            .output()
-            .unwrap();
+        let output = dry_run(&dir).output().unwrap();
         let report = json_report(&output);
         let name = &row.folder;
         if !row.ids_match {
@@ -165,20 +152,7 @@ fn windows_paths_are_reported_with_forward_slashes() {
     let dir = shared.join(
         "fixtures/real-world/Nikhil201716__05-AI-Augmented-Data-Quality-Validation-Framework",
     );
-    let output = bin()
-        .env("SECODA_API_KEY", KEY)
-        .args([
-            "upload",
-            "--dry-run",
-            "--output",
-            "json",
-            "--integration-id",
-            INTEGRATION,
-        ])
-        .arg("--target-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let output = dry_run(&dir).output().unwrap();
     let report = json_report(&output);
     let singular = report["tests"]
         .as_array()

@@ -8,16 +8,13 @@ fn a_slow_sync_does_not_pass_off_the_previous_answer() {
     // sync takes far longer than the first polls: they still see "nothing failing".
     let sim = Simulator::start(&["--sync-seconds", "2"]);
     let passing = passing_build();
-    let first = sim.upload(passing.path()).output().unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    expect_exit(&mut sim.upload(passing.path()), 0);
 
     let failing = failing_build();
-    let output = sim
-        .upload(failing.path())
-        .args(["--output", "json", "-v"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(failing.path()).args(["--output", "json", "-v"]),
+        1,
+    );
     let report = json_report(&output);
     let answer = &report["secoda"];
     assert_eq!(answer["settled_by"], "changed");
@@ -35,8 +32,7 @@ fn an_unchanged_answer_settles_when_this_run_predicts_it() {
     // The same failing build twice: Secoda's answer does not change, and this run predicts it.
     let sim = Simulator::start(&["--sync-seconds", "5"]);
     let target = failing_build();
-    let first = sim.upload(target.path()).output().unwrap();
-    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    expect_exit(&mut sim.upload(target.path()), 1);
     let second = sim
         .upload(target.path())
         .args(["--output", "json"])
@@ -70,24 +66,22 @@ fn an_answer_that_never_comes_times_out_with_exit_5() {
     assert_eq!(first.status.code(), Some(1));
     // While the 30 s sync runs, triggers answer 409: give the trigger time, not the wait.
     let passing = passing_build();
-    let output = slow
-        .upload(passing.path())
-        .args(["--wait-timeout", "1s", "--trigger-timeout", "1s"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    expect_exit(
+        slow.upload(passing.path())
+            .args(["--wait-timeout", "1s", "--trigger-timeout", "1s"]),
+        5,
+    );
 }
 
 #[test]
 fn the_wait_times_out_when_the_answer_stays_stale() {
     let sim = Simulator::start(&["--sync-seconds", "30"]);
     let failing = failing_build();
-    let output = sim
-        .upload(failing.path())
-        .args(["--wait-timeout", "1500ms", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(failing.path())
+            .args(["--wait-timeout", "1500ms", "--output", "json"]),
+        5,
+    );
     let report = json_report(&output);
     assert!(
         report["error"]["message"]

@@ -188,6 +188,24 @@ impl Drop for Simulator {
     }
 }
 
+/// `upload --dry-run --output json` of `target` with the test key and integration: nothing is sent,
+/// so no simulator is needed.
+pub fn dry_run(target: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.env("SECODA_API_KEY", KEY)
+        .args([
+            "upload",
+            "--dry-run",
+            "--output",
+            "json",
+            "--integration-id",
+            INTEGRATION,
+        ])
+        .arg("--target-dir")
+        .arg(target);
+    cmd
+}
+
 /// A temporary target folder holding copies of `manifest` and `run_results` (either may be None).
 pub fn target_with(manifest: Option<&Path>, run_results: Option<&Path>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -223,6 +241,19 @@ pub fn sha256(path: &Path) -> String {
         "{:x}",
         Sha256::digest(std::fs::read(path).expect("read the file"))
     )
+}
+
+/// Runs `cmd` and checks its exit code, showing stderr when it is not the one expected.
+pub fn expect_exit(cmd: &mut Command, code: i32) -> std::process::Output {
+    let output = cmd.output().expect("the command runs");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    output
 }
 
 /// stdout of an `--output json` run, parsed.

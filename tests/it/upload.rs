@@ -6,12 +6,7 @@ use crate::support::*;
 fn a_failing_build_is_uploaded_byte_for_byte_and_exits_1() {
     let sim = Simulator::start(&[]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 1);
     let report = json_report(&output);
 
     let state = sim.state();
@@ -106,8 +101,7 @@ fn a_failing_build_is_uploaded_byte_for_byte_and_exits_1() {
 fn a_passing_build_exits_0_with_a_readable_report() {
     let sim = Simulator::start(&[]);
     let target = passing_build();
-    let output = sim.upload(target.path()).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = expect_exit(&mut sim.upload(target.path()), 0);
     let text = stdout(&output);
     assert!(text.contains("33 pass"), "{text}");
     assert!(
@@ -204,12 +198,11 @@ fn runs_without_test_outcomes_never_claim_tests_passed() {
 fn dry_run_checks_everything_and_sends_nothing() {
     let sim = Simulator::start(&[]);
     let target = failing_build();
-    let output = sim
-        .upload(target.path())
-        .args(["--dry-run", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--dry-run", "--output", "json"]),
+        0,
+    );
     let report = json_report(&output);
     assert_eq!(report["result"], "dry_run");
     assert_eq!(
@@ -255,28 +248,25 @@ fn the_target_folder_comes_from_the_project_and_files_can_be_named() {
         .env("SECODA_INTEGRATION_ID", INTEGRATION)
         .env("DBT_PROJECT_DIR", project.path())
         .args(["upload", "--no-wait"]);
-    let output = cmd.output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    expect_exit(&mut cmd, 1);
 
     // --manifest and --run-results point at files anywhere.
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = sim
-        .upload(elsewhere.path())
-        .arg("--manifest")
-        .arg(target.join("manifest.json"))
-        .arg("--run-results")
-        .arg(target.join("run_results.json"))
-        .arg("--no-wait")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    expect_exit(
+        sim.upload(elsewhere.path())
+            .arg("--manifest")
+            .arg(target.join("manifest.json"))
+            .arg("--run-results")
+            .arg(target.join("run_results.json"))
+            .arg("--no-wait"),
+        1,
+    );
     assert_eq!(sim.state()["uploads"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn the_demo_runs_the_whole_pipeline() {
-    let output = bin().args(["demo", "--output", "json"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = expect_exit(bin().args(["demo", "--output", "json"]), 0);
     let report = json_report(&output);
     assert_eq!(
         report["exit_code"], 1,
