@@ -181,7 +181,7 @@ pub fn render(report: &Report, color: bool) -> String {
     let verdict = match report.result {
         "success" => p.green("OK"),
         "dry_run" => p.green("OK: the artifacts are valid; nothing was sent"),
-        "tests_failed" => p.red("FAILED: tests did not pass"),
+        "tests_failed" => p.red(&format!("FAILED: {}", report.failure_reasons())),
         _ => {
             let first = report
                 .error
@@ -225,8 +225,18 @@ fn render_tests(out: &mut String, report: &Report, p: &Paint) {
             label(p, "Tests")
         );
     } else {
-        let counts: Vec<String> = summary
-            .by_status
+        // pass first, then by severity, then whatever else dbt wrote.
+        let rank = |status: &str| match status {
+            "pass" | "success" => 0,
+            "fail" => 1,
+            "error" | "runtime error" => 2,
+            "warn" => 3,
+            "skipped" => 4,
+            _ => 5,
+        };
+        let mut by_status: Vec<(&String, &u64)> = summary.by_status.iter().collect();
+        by_status.sort_by_key(|(status, _)| rank(status));
+        let counts: Vec<String> = by_status
             .iter()
             .map(|(status, n)| format!("{n} {status}"))
             .collect();

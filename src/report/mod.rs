@@ -158,17 +158,53 @@ impl Report {
             not_listed: run.not_passed_total - run.not_passed.len() as u64,
         });
         self.tests = if run.has_test_outcomes() {
-            run.not_passed.clone()
+            let mut tests = run.not_passed.clone();
+            // Failing first, then warnings, then the rest; dbt's order within each.
+            tests.sort_by_key(|t| t.level);
+            tests
         } else {
             Vec::new()
         };
     }
 
-    /// The JSON document, one line.
+    /// Why the tests fail the run, for people: e.g. "4 tests failed or errored; Secoda lists 2
+    /// entities with failing tests".
+    pub fn failure_reasons(&self) -> String {
+        let mut reasons = Vec::new();
+        if let Some(s) = self.test_summary.as_ref().filter(|s| s.has_outcomes) {
+            if s.failing > 0 {
+                reasons.push(format!(
+                    "{} test{} failed or errored",
+                    s.failing,
+                    plural(s.failing)
+                ));
+            }
+            if s.warning > 0 {
+                reasons.push(format!("{} test{} warned", s.warning, plural(s.warning)));
+            }
+        }
+        if let Some(a) = &self.secoda {
+            for (n, what) in [(a.failing.len(), "failing"), (a.warning.len(), "warning")] {
+                if n > 0 {
+                    reasons.push(format!(
+                        "Secoda lists {n} entit{} with {what} tests",
+                        if n == 1 { "y" } else { "ies" }
+                    ));
+                }
+            }
+        }
+        reasons.join("; ")
+    }
+
+    /// The JSON document, pretty-printed.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self)
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the report: {e}\"}}"))
     }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Sizes for people: 776.5 KiB, 1.0 GiB.

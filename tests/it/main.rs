@@ -12,4 +12,5 @@ mod security;
 mod settle;
 mod simulator;
 mod support;
+mod terminal;
 mod upload;
