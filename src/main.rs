@@ -1,3 +1,6 @@
+//! The `dbt-secoda` binary: parse the command line, start logging, run, exit with the code
+//! [`dbt_secoda::exit`] decided. Everything else lives in the library.
+
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use dbt_secoda::cli::Cli;
 

@@ -115,6 +115,8 @@ pub enum ApiError {
         status: u16,
         location: String,
     },
+    #[error("{endpoint}: the server's TLS certificate is not trusted: {detail}")]
+    Untrusted { endpoint: Endpoint, detail: String },
     #[error("{endpoint} answered something that is not what the API documents: {detail}")]
     BadResponse { endpoint: Endpoint, detail: String },
     #[error("Secoda unavailable: {endpoint} still failed after {attempts} attempts over {}: {last}", format_duration(*.elapsed))]
@@ -178,6 +180,9 @@ impl ApiError {
                  e.g. https://api.secoda.co, not the web app; https, not http; self-hosted: https://HOST/api/v1). \
                  A redirected POST would lose its files, so dbt-secoda stops instead"
                 .into(),
+            ApiError::Untrusted { .. } => "if a proxy inspects TLS on this network, pass its CA certificate \
+                 with --ca-cert FILE or SSL_CERT_FILE; otherwise check that --api-url names the API host"
+                .into(),
             ApiError::BadResponse { .. } => "is --api-url the API root? An HTML answer usually means the web app \
                  or a login page answered instead of the API"
                 .into(),
@@ -211,6 +216,10 @@ pub(crate) enum Failure<E> {
     Transport {
         message: String,
     },
+    /// The server's certificate is not trusted: retrying cannot help.
+    Untrusted {
+        message: String,
+    },
     /// The request body's source failed; never retried.
     Source(E),
 }
@@ -222,7 +231,7 @@ impl<E> Failure<E> {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
             Failure::Transport { .. } => true,
-            Failure::Source(_) => false,
+            Failure::Untrusted { .. } | Failure::Source(_) => false,
         }
     }
 
@@ -240,7 +249,7 @@ impl<E> Failure<E> {
     fn describe(&self) -> String {
         match self {
             Failure::Status { status, detail, .. } => format!("{status}{}", detail_suffix(detail)),
-            Failure::Transport { message } => message.clone(),
+            Failure::Transport { message } | Failure::Untrusted { message } => message.clone(),
             Failure::Source(_) => "the request body could not be produced".into(),
         }
     }
@@ -376,6 +385,10 @@ impl Client {
         let endpoint = endpoint.clone();
         Ok(match failure {
             Failure::Source(e) => return Err(e),
+            Failure::Untrusted { message } => ApiError::Untrusted {
+                endpoint,
+                detail: message,
+            },
             f @ Failure::Transport { .. } => ApiError::Unavailable {
                 last: f.describe(),
                 endpoint,
@@ -487,6 +500,10 @@ pub(crate) fn transport<E>(e: reqwest::Error) -> Failure<E> {
     }
     if e.is_timeout() {
         message.push_str(" (timed out)");
+    }
+    // rustls: "invalid peer certificate: UnknownIssuer", "... NotValidForName", ...
+    if message.contains("certificate") {
+        return Failure::Untrusted { message };
     }
     Failure::Transport { message }
 }

@@ -712,6 +712,11 @@ async fn upload_artifacts(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let cut_at = shared
         .state()
         .take_reset()
@@ -726,6 +731,7 @@ async fn upload_artifacts(
     let mut manifest: Option<Receiving<ManifestVisitor>> = None;
     let mut current: Option<&'static str> = None;
     let mut malformed = false;
+    let mut parts = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Dropped("aborted"))?;
         let Ok(data) = frame.into_data() else {
@@ -742,7 +748,16 @@ async fn upload_artifacts(
         }
         for event in events.drain(..) {
             match event {
-                multipart::Event::Start { name, .. } => {
+                multipart::Event::Start {
+                    name,
+                    file_name,
+                    content_type,
+                } => {
+                    parts.push(state::Part {
+                        name: name.clone(),
+                        file_name,
+                        content_type,
+                    });
                     current = match name.as_str() {
                         "run_results" => {
                             run_results = Some(Receiving::new(RunResultsVisitor::new()));
@@ -848,6 +863,9 @@ async fn upload_artifacts(
             warning: warning.into_iter().collect(),
         },
         received_at: state::iso8601(SystemTime::now()),
+        content_length: declared,
+        user_agent,
+        parts,
     };
     shared.state().uploads.push(upload);
     Ok(detail(StatusCode::OK, "Artifacts uploaded successfully."))

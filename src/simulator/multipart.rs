@@ -11,6 +11,7 @@ pub enum Event {
     Start {
         name: String,
         file_name: Option<String>,
+        content_type: Option<String>,
     },
     Data(Bytes),
     End,
@@ -125,7 +126,17 @@ impl Parser {
                     let (name, file_name) = disposition(&headers).ok_or_else(|| {
                         MultipartError("a part has no Content-Disposition name".into())
                     })?;
-                    out.push(Event::Start { name, file_name });
+                    let content_type = headers.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-type")
+                            .then(|| v.trim().to_string())
+                    });
+                    out.push(Event::Start {
+                        name,
+                        file_name,
+                        content_type,
+                    });
                     self.state = State::Body;
                 }
                 State::Done => {

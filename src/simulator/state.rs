@@ -47,6 +47,19 @@ pub struct Upload {
     /// What a sync of this upload will answer.
     pub answer: Answer,
     pub received_at: String,
+    /// The request's Content-Length (None: chunked) and User-Agent.
+    pub content_length: Option<u64>,
+    pub user_agent: Option<String>,
+    /// Each part as sent: name, file name, content type.
+    pub parts: Vec<Part>,
+}
+
+/// One multipart part's headers, as received.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    pub name: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,6 +355,9 @@ mod tests {
             manifest_invocation_id: None,
             answer,
             received_at: String::new(),
+            content_length: None,
+            user_agent: None,
+            parts: Vec::new(),
         }
     }
 

@@ -127,3 +127,24 @@ fn help_carries_the_exit_code_table_and_env_vars() {
         assert!(help.contains(needle), "{needle} missing from --help");
     }
 }
+
+#[test]
+fn log_lines_can_be_json_for_log_collectors() {
+    let sim = Simulator::start(&[]);
+    let target = failing_build();
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--log-format", "json", "-v"]),
+        1,
+    );
+    let lines: Vec<String> = stderr(&output).lines().map(String::from).collect();
+    assert!(lines.len() > 3, "{lines:?}");
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}

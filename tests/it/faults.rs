@@ -281,3 +281,19 @@ fn ctrl_c_is_exit_130() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn a_gateway_timeout_says_which_proxy_limit_to_raise() {
+    let sim = Simulator::start(&["--fail-requests", "100000", "--fail-status", "504"]);
+    let target = passing_build();
+    let output = expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--retry-timeout", "300ms"]),
+        5,
+    );
+    assert!(
+        stderr(&output).contains("proxy_read_timeout"),
+        "{}",
+        stderr(&output)
+    );
+}

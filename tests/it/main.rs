@@ -7,6 +7,7 @@
 mod artifacts;
 mod cli;
 mod faults;
+mod network;
 mod real_world;
 mod security;
 mod settle;

@@ -32,6 +32,25 @@ fn a_failing_build_is_uploaded_byte_for_byte_and_exits_1() {
         upload["invocation_id"],
         "87cda89b-966f-40a0-931b-9a6cae8c6fc1"
     );
+    // One request with a known length (not chunked), both parts named and typed as documented.
+    let files =
+        upload["manifest_bytes"].as_u64().unwrap() + upload["run_results_bytes"].as_u64().unwrap();
+    let length = upload["content_length"].as_u64().expect("a Content-Length");
+    assert!(
+        length > files && length < files + 1024,
+        "{length} for {files} bytes of files"
+    );
+    assert_eq!(
+        upload["user_agent"],
+        format!("dbt-secoda/{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        upload["parts"],
+        serde_json::json!([
+            {"name": "run_results", "file_name": "run_results.json", "content_type": "application/json"},
+            {"name": "manifest", "file_name": "manifest.json", "content_type": "application/json"},
+        ])
+    );
     assert_eq!(state["triggers"], 1);
 
     assert_eq!(report["exit_code"], 1);
