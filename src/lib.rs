@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod imports;
 pub mod logging;
 pub mod pipeline;
 pub mod report;
