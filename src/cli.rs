@@ -56,6 +56,16 @@ pub enum Command {
     /// Secoda's failing-tests answer and report.
     #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
     Upload(UploadArgs),
+    /// List, show, create and delete integrations; import metadata from CSV or JSONL.
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
+    /// Slack: the conversations and channels Secoda can post to.
+    #[command(subcommand)]
+    Slack(SlackCommand),
+    /// Check the setup, one line a check: API reachable, key accepted, integration, proxy and CA,
+    /// artifacts in the target folder.
+    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    Doctor(DoctorArgs),
     /// Run a local Secoda API simulator (the Integrations API, in memory, with fault injection).
     Simulator(SimulatorArgs),
     /// Run the whole upload pipeline over bundled example artifacts against the built-in simulator.
@@ -251,6 +261,134 @@ pub struct UploadArgs {
     pub dry_run: bool,
 }
 
+/// How results are printed.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Result format on stdout: a table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, env = "DBT_SECODA_OUTPUT", hide_env_values = true)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationsCommand {
+    /// List the workspace's integrations (every page).
+    List {
+        /// Only integrations of this type (e.g. dbt, custom, snowflake).
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show one integration.
+    Get {
+        /// The integration's id.
+        id: String,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Create an integration (a custom one unless --type says otherwise).
+    Create {
+        /// Its name in Secoda.
+        #[arg(long)]
+        name: String,
+        /// Its type.
+        #[arg(long = "type", default_value = "custom", value_name = "TYPE")]
+        kind: String,
+        /// A team id that may use it (repeatable).
+        #[arg(long = "team", value_name = "ID")]
+        teams: Vec<String>,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete an integration and every resource it brought in. Asks first on a terminal;
+    /// elsewhere needs --yes.
+    Delete {
+        /// The integration's id.
+        id: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Import tables and columns from a CSV file (checked first; nothing is sent if it is invalid).
+    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    ImportCsv {
+        /// The custom integration's id.
+        id: String,
+        /// The CSV file.
+        file: PathBuf,
+        /// Check the file only; send nothing (no key needed).
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Import resources (and lineages) from JSONL files (checked first; nothing is sent if a
+    /// file is invalid).
+    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    ImportJsonl {
+        /// The custom integration's id.
+        id: String,
+        /// The resources file: one JSON object a line.
+        #[arg(long, value_name = "FILE")]
+        resources: PathBuf,
+        /// The lineages file: one JSON object a line.
+        #[arg(long, value_name = "FILE")]
+        lineages: Option<PathBuf>,
+        /// A parent_databuilder_id that lives outside the file (repeatable).
+        #[arg(long = "external-parent", value_name = "ID")]
+        external_parents: Vec<String>,
+        /// Check the files only; send nothing (no key needed).
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlackCommand {
+    /// List the Slack conversations and channels.
+    Conversations {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// The dbt Core integration to check (optional).
+    #[arg(
+        help_heading = "Connection",
+        long,
+        env = "SECODA_INTEGRATION_ID",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub integration_id: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SimulatorArgs {
     /// Address to listen on; port 0 picks a free port. The first line on stdout says where.
@@ -303,6 +441,11 @@ pub struct SimulatorArgs {
     /// Items per page in list answers.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub page_size: usize,
+
+    /// List answers as a self-hosted install gives them: next links without /api/v1 and on an
+    /// internal host, and "None" for no link.
+    #[arg(long)]
+    pub self_hosted_links: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -45,6 +45,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing to {what} without --yes: there is no terminal to ask on")]
+    NeedsConfirmation { what: String },
+    #[error("not confirmed: nothing was deleted")]
+    NotConfirmed,
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -78,6 +82,8 @@ impl ConfigError {
                 "point --project-dir (or DBT_PROJECT_DIR) at the folder holding dbt_project.yml".into()
             }
             ConfigError::Listen { .. } => "pick another --listen address or port".into(),
+            ConfigError::NeedsConfirmation { .. } => "pass --yes to confirm in scripts and CI".into(),
+            ConfigError::NotConfirmed => return None,
         })
     }
 }

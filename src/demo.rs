@@ -49,6 +49,7 @@ async fn run(args: DemoArgs, quiet: bool) -> std::io::Result<ExitCode> {
             reset_uploads: 0,
             latency: Duration::ZERO,
             page_size: 50,
+            self_hosted_links: false,
         },
     )
     .await?;

@@ -36,7 +36,7 @@ impl From<ExitCode> for std::process::ExitCode {
 pub fn for_error(error: &Error) -> ExitCode {
     match error {
         Error::Config(_) => ExitCode::Usage,
-        Error::Artifact(_) => ExitCode::Artifacts,
+        Error::Artifact(_) | Error::Import(_) => ExitCode::Artifacts,
         Error::Api(e) if e.is_refusal() => ExitCode::Refused,
         Error::Api(_) => ExitCode::Unavailable,
         Error::Interrupted => ExitCode::Interrupted,

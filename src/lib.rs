@@ -6,12 +6,14 @@
 //!
 //! The library is split by responsibility: [`cli`] (flags), [`config`] (checked settings),
 //! [`artifacts`] (reading dbt's files), [`api`] (the Secoda client), [`pipeline`] (the upload
-//! steps), [`report`] (what is printed), [`exit`] (exit codes), [`simulator`] (a local Secoda
-//! API, which the client never imports) and [`demo`].
+//! steps), [`commands`] (integrations, Slack, doctor), [`imports`] (CSV and JSONL metadata files),
+//! [`report`] (what is printed), [`exit`] (exit codes), [`simulator`] (a local Secoda API, which
+//! the client never imports) and [`demo`].
 
 pub mod api;
 pub mod artifacts;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod exit;
@@ -35,6 +37,8 @@ pub enum Error {
     Artifact(#[from] artifacts::ArtifactError),
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    #[error(transparent)]
+    Import(#[from] imports::ImportError),
     #[error("interrupted")]
     Interrupted,
 }
@@ -46,6 +50,7 @@ impl Error {
             Error::Config(e) => e.hint(),
             Error::Artifact(e) => Some(e.hint()),
             Error::Api(e) => e.hint(),
+            Error::Import(e) => Some(e.hint()),
             Error::Interrupted => None,
         }
     }
@@ -95,6 +100,9 @@ pub fn run(cli: Cli, key_from_env: bool) -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Upload(args) => pipeline::command(args, key_from_env, quiet).await,
+            Command::Integrations(cmd) => commands::integrations::command(cmd, key_from_env).await,
+            Command::Slack(cmd) => commands::integrations::slack(cmd, key_from_env).await,
+            Command::Doctor(args) => commands::doctor::command(args, key_from_env).await,
             Command::Simulator(args) => simulator::command(args).await,
             Command::Demo(args) => demo::command(args, quiet).await,
         }

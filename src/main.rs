@@ -11,10 +11,12 @@ fn main() -> std::process::ExitCode {
         Err(e) => e.exit(),
     };
     // Whether the key came from SECODA_API_KEY rather than --api-key: messages say which.
-    let key_from_env = matches.subcommand().is_some_and(|(_, sub)| {
-        matches!(sub.try_get_raw("api_key"), Ok(Some(_)))
-            && sub.value_source("api_key") == Some(ValueSource::EnvVariable)
-    });
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    let key_from_env = matches!(leaf.try_get_raw("api_key"), Ok(Some(_)))
+        && leaf.value_source("api_key") == Some(ValueSource::EnvVariable);
     dbt_secoda::logging::init(cli.verbose, cli.quiet, cli.log_format);
     dbt_secoda::run(cli, key_from_env).into()
 }

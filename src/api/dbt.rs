@@ -8,12 +8,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode, header};
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
-use super::{ApiError, Attempts, Client, Endpoint, Failure, RetryPolicy, check, transport};
+use super::multipart::{UploadAttempt, UploadError};
+use super::{ApiError, Attempts, Client, Endpoint, Failure, RetryPolicy};
 
 /// Secoda's answer to `failing_tests/`: entities with failing and with warning tests, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -63,30 +63,6 @@ pub struct TriggerStats {
     pub conflicts: u32,
     #[serde(serialize_with = "crate::report::seconds")]
     pub waited: Duration,
-}
-
-/// One attempt's request body and the thread producing it.
-pub struct UploadAttempt<T, E> {
-    pub body: reqwest::Body,
-    pub content_type: String,
-    pub content_length: u64,
-    pub producer: JoinHandle<Result<T, ProducerError<E>>>,
-}
-
-/// Why a body producer stopped.
-#[derive(Debug)]
-pub enum ProducerError<E> {
-    /// The request was abandoned; the producer stopped reading.
-    Stopped,
-    /// The source itself failed (e.g. a file proved invalid): never retried.
-    Failed(E),
-}
-
-/// An upload failed because of Secoda, or because of its source.
-#[derive(Debug)]
-pub enum UploadError<E> {
-    Api(ApiError),
-    Source(E),
 }
 
 impl Client {
@@ -171,57 +147,10 @@ impl Client {
     pub async fn upload_artifacts<T, E>(
         &self,
         integration: &str,
-        mut make: impl FnMut() -> UploadAttempt<T, E>,
+        make: impl FnMut() -> UploadAttempt<T, E>,
     ) -> Result<(T, Attempts), UploadError<E>> {
-        let endpoint = self.upload_endpoint(integration);
-        let (result, attempts) = self
-            .retrying(&endpoint, self.retry, || {
-                let attempt = make();
-                let request = self
-                    .http()
-                    .post(endpoint.url.clone())
-                    .header(header::CONTENT_TYPE, attempt.content_type)
-                    .header(header::CONTENT_LENGTH, attempt.content_length)
-                    .body(attempt.body);
-                let producer = attempt.producer;
-                async move {
-                    match request.send().await {
-                        Ok(response) => {
-                            check(response).await?;
-                            match joined(producer.await) {
-                                Ok(output) => Ok(output),
-                                Err(ProducerError::Failed(e)) => Err(Failure::Source(e)),
-                                Err(ProducerError::Stopped) => Err(Failure::Transport {
-                                    message: "the upload ended before its body was complete".into(),
-                                }),
-                            }
-                        }
-                        Err(e) => match joined(producer.await) {
-                            Err(ProducerError::Failed(source)) => Err(Failure::Source(source)),
-                            _ => Err(transport(e)),
-                        },
-                    }
-                }
-            })
-            .await;
-        match result {
-            Ok(output) => Ok((output, attempts)),
-            Err(failure) => Err(match self.error_for(&endpoint, failure, attempts) {
-                Ok(api) => UploadError::Api(api),
-                Err(source) => UploadError::Source(source),
-            }),
-        }
-    }
-}
-
-/// A producer's result; a producer that panicked is a bug, never a reason to retry.
-fn joined<T, E>(
-    result: Result<Result<T, ProducerError<E>>, tokio::task::JoinError>,
-) -> Result<T, ProducerError<E>> {
-    match result {
-        Ok(output) => output,
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(_) => Err(ProducerError::Stopped),
+        self.post_streamed(&self.upload_endpoint(integration), make)
+            .await
     }
 }
 

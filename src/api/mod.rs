@@ -8,6 +8,7 @@
 //! retried upload re-reads its files. It does not know about the simulator, which is a peer.
 
 pub mod dbt;
+pub mod integrations;
 pub mod multipart;
 
 use std::fmt;
@@ -34,6 +35,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Also retry 409 Conflict (the trigger, while a sync runs).
     pub retry_conflicts: bool,
+    /// The request must not run twice (creating something): retry only what surely did not
+    /// reach the server (no connection made) or was refused before any work (429).
+    pub once: bool,
 }
 
 impl RetryPolicy {
@@ -45,6 +49,7 @@ impl RetryPolicy {
             first_delay: scaled(Duration::from_secs(1)),
             max_delay: scaled(Duration::from_secs(30)),
             retry_conflicts: false,
+            once: false,
         }
     }
 
@@ -55,6 +60,7 @@ impl RetryPolicy {
             first_delay: scaled(Duration::from_secs(2)),
             max_delay: scaled(Duration::from_secs(30)),
             retry_conflicts: true,
+            once: false,
         }
     }
 
@@ -168,8 +174,8 @@ impl ApiError {
                 "check the key {key_source}: it must be current (Secoda → Settings → API) and belong to the \
                  workspace behind this API URL (US, EU, APAC and self-hosted keys are not interchangeable)"
             ),
-            ApiError::NotFound { .. } => "check --integration-id (the UUID in the integration's URL in Secoda) \
-                 and that --api-url / --region point at the workspace that has it"
+            ApiError::NotFound { .. } => "check the integration id (the UUID in the integration's URL in Secoda; \
+                 --integration-id for uploads) and that --api-url / --region point at the workspace that has it"
                 .into(),
             ApiError::Rejected { status: 413, .. } => "the request is larger than a proxy in front of Secoda \
                  accepts; self-hosted installs behind the bundled nginx keep its 1 MiB default \
@@ -215,11 +221,11 @@ pub(crate) enum Failure<E> {
     },
     Transport {
         message: String,
+        /// The connection was never made: nothing reached the server.
+        unsent: bool,
     },
     /// The server's certificate is not trusted: retrying cannot help.
-    Untrusted {
-        message: String,
-    },
+    Untrusted { message: String },
     /// The request body's source failed; never retried.
     Source(E),
 }
@@ -232,6 +238,15 @@ impl<E> Failure<E> {
             }
             Failure::Transport { .. } => true,
             Failure::Untrusted { .. } | Failure::Source(_) => false,
+        }
+    }
+
+    /// Whether the server surely did not act on the request.
+    fn surely_not_done(&self) -> bool {
+        match self {
+            Failure::Status { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
+            Failure::Transport { unsent, .. } => *unsent,
+            _ => false,
         }
     }
 
@@ -249,7 +264,7 @@ impl<E> Failure<E> {
     fn describe(&self) -> String {
         match self {
             Failure::Status { status, detail, .. } => format!("{status}{}", detail_suffix(detail)),
-            Failure::Transport { message } | Failure::Untrusted { message } => message.clone(),
+            Failure::Transport { message, .. } | Failure::Untrusted { message } => message.clone(),
             Failure::Source(_) => "the request body could not be produced".into(),
         }
     }
@@ -341,7 +356,10 @@ impl Client {
         })
         .retry(policy.backoff())
         .sleep(tokio::time::sleep)
-        .when(|f| f.is_transient() || (policy.retry_conflicts && f.is_conflict()))
+        .when(|f| {
+            let retry = f.is_transient() || (policy.retry_conflicts && f.is_conflict());
+            retry && (!policy.once || f.surely_not_done())
+        })
         .adjust(|failure, next| {
             let delay = failure.retry_after().or(next)?;
             let elapsed = start.elapsed();
@@ -439,8 +457,18 @@ impl Client {
         endpoint: &Endpoint,
         body: Option<&[u8]>,
     ) -> Result<(Response, Attempts), ApiError> {
+        self.send_with(endpoint, body, self.retry).await
+    }
+
+    /// Like [`Client::send`], with a retry policy of the caller's.
+    pub(crate) async fn send_with(
+        &self,
+        endpoint: &Endpoint,
+        body: Option<&[u8]>,
+        policy: RetryPolicy,
+    ) -> Result<(Response, Attempts), ApiError> {
         let (result, attempts) = self
-            .retrying::<_, std::convert::Infallible, _>(endpoint, self.retry, || async {
+            .retrying::<_, std::convert::Infallible, _>(endpoint, policy, || async {
                 let mut request = self
                     .http
                     .request(endpoint.method.clone(), endpoint.url.clone());
@@ -505,7 +533,10 @@ pub(crate) fn transport<E>(e: reqwest::Error) -> Failure<E> {
     if message.contains("certificate") {
         return Failure::Untrusted { message };
     }
-    Failure::Transport { message }
+    Failure::Transport {
+        message,
+        unsent: e.is_connect(),
+    }
 }
 
 /// A 2xx answer, or the failure it stands for (with the error body's detail).
@@ -582,7 +613,7 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 /// The start of a body, on one line, for messages.
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.is_empty() {

@@ -10,8 +10,14 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
+use reqwest::header;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{ApiError, Attempts, Client, Endpoint, Failure, check, transport};
 
 /// One file part's header fields and size.
 #[derive(Debug, Clone)]
@@ -68,6 +74,91 @@ impl Form {
 /// The receiving end went away: the request was abandoned.
 pub use crate::artifacts::Stopped;
 
+/// One attempt's request body and the thread producing it.
+pub struct UploadAttempt<T, E> {
+    pub body: reqwest::Body,
+    pub content_type: String,
+    pub content_length: u64,
+    pub producer: JoinHandle<Result<T, ProducerError<E>>>,
+}
+
+/// Why a body producer stopped.
+#[derive(Debug)]
+pub enum ProducerError<E> {
+    /// The request was abandoned; the producer stopped reading.
+    Stopped,
+    /// The source itself failed (e.g. a file proved invalid): never retried.
+    Failed(E),
+}
+
+/// An upload failed because of Secoda, or because of its source.
+#[derive(Debug)]
+pub enum UploadError<E> {
+    Api(ApiError),
+    Source(E),
+}
+
+impl Client {
+    /// POST to `endpoint` a body that `make` builds afresh for every attempt (a streamed body
+    /// cannot be replayed, so each retry re-reads its source), retried like any request.
+    pub async fn post_streamed<T, E>(
+        &self,
+        endpoint: &Endpoint,
+        mut make: impl FnMut() -> UploadAttempt<T, E>,
+    ) -> Result<(T, Attempts), UploadError<E>> {
+        let endpoint = endpoint.clone();
+        let (result, attempts) = self
+            .retrying(&endpoint, self.retry, || {
+                let attempt = make();
+                let request = self
+                    .http()
+                    .post(endpoint.url.clone())
+                    .header(header::CONTENT_TYPE, attempt.content_type)
+                    .header(header::CONTENT_LENGTH, attempt.content_length)
+                    .body(attempt.body);
+                let producer = attempt.producer;
+                async move {
+                    match request.send().await {
+                        Ok(response) => {
+                            check(response).await?;
+                            match joined(producer.await) {
+                                Ok(output) => Ok(output),
+                                Err(ProducerError::Failed(e)) => Err(Failure::Source(e)),
+                                Err(ProducerError::Stopped) => Err(Failure::Transport {
+                                    message: "the upload ended before its body was complete".into(),
+                                    unsent: false,
+                                }),
+                            }
+                        }
+                        Err(e) => match joined(producer.await) {
+                            Err(ProducerError::Failed(source)) => Err(Failure::Source(source)),
+                            _ => Err(transport(e)),
+                        },
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(output) => Ok((output, attempts)),
+            Err(failure) => Err(match self.error_for(&endpoint, failure, attempts) {
+                Ok(api) => UploadError::Api(api),
+                Err(source) => UploadError::Source(source),
+            }),
+        }
+    }
+}
+
+/// A producer's result; a producer that panicked is a bug, never a reason to retry.
+fn joined<T, E>(
+    result: Result<Result<T, ProducerError<E>>, tokio::task::JoinError>,
+) -> Result<T, ProducerError<E>> {
+    match result {
+        Ok(output) => output,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(ProducerError::Stopped),
+    }
+}
+
 /// Feeds a streaming body from a blocking thread.
 pub struct BodySender {
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -97,6 +188,59 @@ pub fn channel_body(buffered_chunks: usize, sent: Arc<AtomicU64>) -> (reqwest::B
         item
     });
     (reqwest::Body::wrap_stream(stream), BodySender { tx })
+}
+
+/// An attempt that sends `files` as a form, re-reading them from disk; each must still have
+/// the size it had when checked, so a retried request never carries a partial part.
+pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io::Error> {
+    let form = Form::new(files.iter().map(|(head, _)| head.clone()).collect());
+    let (body, sender) = channel_body(4, Arc::new(AtomicU64::new(0)));
+    let paths: Vec<(PathBuf, u64)> = files
+        .iter()
+        .map(|(head, path)| (path.clone(), head.len))
+        .collect();
+    let content_type = form.content_type();
+    let content_length = form.content_length();
+    let producer = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        for (index, (path, expected)) in paths.iter().enumerate() {
+            sender
+                .send(form.head(index))
+                .map_err(|_| ProducerError::Stopped)?;
+            let mut file = std::fs::File::open(path).map_err(ProducerError::Failed)?;
+            let mut sent = 0u64;
+            loop {
+                let mut chunk = vec![0; 256 * 1024];
+                let n = file.read(&mut chunk).map_err(ProducerError::Failed)?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+                sent += n as u64;
+                if sent > *expected {
+                    break;
+                }
+                sender
+                    .send(Bytes::from(chunk))
+                    .map_err(|_| ProducerError::Stopped)?;
+            }
+            if sent != *expected {
+                let why = format!(
+                    "{} changed size while being sent ({expected} bytes when checked, {sent} now)",
+                    path.display()
+                );
+                sender.abort(why.clone());
+                return Err(ProducerError::Failed(std::io::Error::other(why)));
+            }
+        }
+        sender.send(form.tail()).map_err(|_| ProducerError::Stopped)
+    });
+    UploadAttempt {
+        body,
+        content_type,
+        content_length,
+        producer,
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::api::dbt::{ProducerError, UploadAttempt, UploadError};
 use crate::api::multipart::{BodySender, Form, PartHead, channel_body};
-use crate::api::{ApiError, Client, RetryPolicy};
+use crate::api::multipart::{ProducerError, UploadAttempt, UploadError};
+use crate::api::{ApiError, Client};
 use crate::artifacts::{self, ArtifactError, Pair, Piece, ReadError, RunOutcome};
 use crate::cli::{FailOn, OnApiError, OutputFormat, UploadArgs, format_duration};
 use crate::config::{self, ArtifactPaths, ConfigError};
@@ -54,12 +54,9 @@ impl Settings {
         key_from_env: bool,
         progress: bool,
     ) -> Result<(Settings, Vec<String>), ConfigError> {
-        let (root, warnings) = config::api_root(&args.connection)?;
-        let key = config::api_key(&args.connection, key_from_env)?;
+        let (client, warnings) = crate::commands::connect_warning(&args.connection, key_from_env)?;
         let integration = config::integration_id(args.integration_id.as_deref())?;
         let paths = config::artifact_paths(&args.artifacts)?;
-        let retry = RetryPolicy::requests(args.connection.retry_timeout);
-        let client = Client::new(root, &key, args.connection.ca_cert.as_deref(), retry)?;
         let wait = (!args.no_wait).then_some(Wait {
             timeout: args.wait_timeout,
             poll_interval: args.poll_interval,

@@ -119,6 +119,7 @@ impl From<&SimulatorArgs> for Options {
             reset_uploads: args.reset_uploads,
             latency: Duration::from_millis(args.latency),
             page_size: args.page_size.max(1),
+            self_hosted_links: args.self_hosted_links,
         }
     }
 }
@@ -463,14 +464,25 @@ fn list_integrations(shared: &Shared, req: &Request<Incoming>) -> Reply {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
+    let self_hosted = state.options.self_hosted_links;
     let link = |p: usize| {
         let filter = kind
             .as_deref()
             .map(|k| format!("&type={k}"))
             .unwrap_or_default();
-        Value::String(format!(
-            "http://{host}/api/v1/integration/integrations/?page={p}{filter}"
-        ))
+        Value::String(if self_hosted {
+            // Behind the bundled nginx the backend sees neither the public host nor /api/v1.
+            format!("http://backend:8000/integration/integrations/?page={p}{filter}")
+        } else {
+            format!("http://{host}/api/v1/integration/integrations/?page={p}{filter}")
+        })
+    };
+    let none = || {
+        if self_hosted {
+            Value::String("None".into())
+        } else {
+            Value::Null
+        }
     };
     let results: Vec<Value> = items
         .iter()
@@ -482,8 +494,8 @@ fn list_integrations(shared: &Shared, req: &Request<Incoming>) -> Reply {
         StatusCode::OK,
         json!({
             "links": {
-                "next": if page < pages { link(page + 1) } else { Value::Null },
-                "previous": if page > 1 { link(page - 1) } else { Value::Null },
+                "next": if page < pages { link(page + 1) } else { none() },
+                "previous": if page > 1 { link(page - 1) } else { none() },
             },
             "meta": {
                 "page": page,
@@ -583,27 +595,48 @@ async fn import(
         Err(response) => return Ok(response),
     };
     let required = if jsonl { "resources_file" } else { "file" };
-    let Some((_, body)) = parts.iter().find(|(name, _)| name == required) else {
+    let find = |name: &str| {
+        parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, body)| body.as_slice())
+    };
+    let Some(body) = find(required) else {
         return Ok(reply(
             StatusCode::BAD_REQUEST,
             json!({ required: ["No file was submitted."] }),
         ));
     };
-    let lines = body
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .count();
+    // The same rules the client checks before sending, applied to what arrived.
+    let refuse = |part: &str, problems: crate::imports::Problems| {
+        let listed: Vec<String> = problems.listed.iter().map(ToString::to_string).collect();
+        reply(StatusCode::BAD_REQUEST, json!({ part: listed }))
+    };
+    let record = if jsonl {
+        let (summary, known) = match crate::imports::jsonl::validate_resources(body, &[]) {
+            Ok(checked) => checked,
+            Err(problems) => return Ok(refuse("resources_file", problems)),
+        };
+        let lineages = match find("lineages_file") {
+            None => 0,
+            Some(lineages) => match crate::imports::jsonl::validate_lineages(lineages, &known) {
+                Ok(count) => count,
+                Err(problems) => return Ok(refuse("lineages_file", problems)),
+            },
+        };
+        json!({ "kind": "jsonl", "resources": summary.resources, "by_type": summary.by_type, "lineages": lineages })
+    } else {
+        match crate::imports::csv::validate(body) {
+            Ok(summary) => json!({ "kind": "csv", "rows": summary.rows, "tables": summary.tables }),
+            Err(problems) => return Ok(refuse("file", problems)),
+        }
+    };
     let mut state = shared.state();
-    state.imports.push(json!({
-        "integration_id": id,
-        "kind": if jsonl { "jsonl" } else { "csv" },
-        "parts": parts.iter().map(|(n, b)| json!({"name": n, "bytes": b.len()})).collect::<Vec<_>>(),
-        "lines": lines,
-    }));
+    state
+        .imports
+        .push(json!({ "integration_id": id, "import": record.clone() }));
     if let Some(integration) = state.integrations.get_mut(id) {
-        integration
-            .resources
-            .push(json!({ "kind": if jsonl { "jsonl" } else { "csv" }, "lines": lines }));
+        integration.resources.push(record);
     }
     Ok(detail(
         StatusCode::OK,

@@ -24,6 +24,8 @@ pub struct Options {
     pub reset_uploads: u32,
     pub latency: Duration,
     pub page_size: usize,
+    /// Next links as a self-hosted install writes them (no /api/v1, internal host, "None").
+    pub self_hosted_links: bool,
 }
 
 /// Entities with failing and warning tests.
@@ -341,6 +343,7 @@ mod tests {
             reset_uploads: 0,
             latency: Duration::ZERO,
             page_size: 50,
+            self_hosted_links: false,
         }
     }
 

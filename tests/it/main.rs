@@ -6,7 +6,10 @@
 
 mod artifacts;
 mod cli;
+mod doctor;
 mod faults;
+mod imports;
+mod integrations;
 mod network;
 mod real_world;
 mod security;

@@ -161,6 +161,15 @@ impl Simulator {
             .sum()
     }
 
+    /// `dbt-secoda ARGS` with this simulator's URL and key in the environment.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.env("SECODA_API_KEY", KEY)
+            .env("SECODA_API_URL", &self.url)
+            .args(args);
+        cmd
+    }
+
     /// An `upload` command against this simulator for `target`, waiting with fast polls.
     pub fn upload(&self, target: &Path) -> Command {
         let mut cmd = bin();
