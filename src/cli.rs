@@ -155,6 +155,20 @@ pub struct ConnectionArgs {
     pub retry_timeout: Duration,
 }
 
+/// Which dbt Core integration.
+#[derive(Debug, Clone, Args)]
+pub struct IntegrationArg {
+    /// The dbt Core integration's id (the UUID in the integration's URL in Secoda).
+    #[arg(
+        help_heading = "Connection",
+        long,
+        env = "SECODA_INTEGRATION_ID",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub integration_id: Option<String>,
+}
+
 /// Where dbt's artifacts are.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Artifacts")]
@@ -207,15 +221,8 @@ pub enum OnApiError {
 
 #[derive(Debug, Clone, Args)]
 pub struct UploadArgs {
-    /// The dbt Core integration's id (the UUID in the integration's URL in Secoda).
-    #[arg(
-        help_heading = "Connection",
-        long,
-        env = "SECODA_INTEGRATION_ID",
-        hide_env_values = true,
-        value_name = "ID"
-    )]
-    pub integration_id: Option<String>,
+    #[command(flatten)]
+    pub integration: IntegrationArg,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -372,15 +379,8 @@ pub enum SlackCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
-    /// The dbt Core integration to check (optional).
-    #[arg(
-        help_heading = "Connection",
-        long,
-        env = "SECODA_INTEGRATION_ID",
-        hide_env_values = true,
-        value_name = "ID"
-    )]
-    pub integration_id: Option<String>,
+    #[command(flatten)]
+    pub integration: IntegrationArg,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]

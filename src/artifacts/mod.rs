@@ -97,6 +97,21 @@ impl Pair {
         self.manifest.invocation_id()
     }
 
+    /// "target/manifest.json and target/run_results.json (dbt 1.12.6, invocation 87cd...)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} and {} (dbt {}, invocation {})",
+            self.manifest.path.display(),
+            self.run_results.path.display(),
+            self.run_results
+                .metadata
+                .dbt_version
+                .as_deref()
+                .unwrap_or("?"),
+            self.invocation_id()
+        )
+    }
+
     pub fn files(&self) -> [&ArtifactFile; 2] {
         // Sent and read in this order: run_results first, since reading the manifest needs to
         // know which tests did not pass.
@@ -538,6 +553,31 @@ pub fn read_pair(
     run.attach(&facts);
     sink(Piece::End(Role::Manifest))?;
     Ok(run)
+}
+
+/// [`read_pair`] for a reader that takes everything (to hash it, or nothing at all).
+pub fn read_pair_locally(
+    pair: &Pair,
+    mut see: impl FnMut(&Piece),
+) -> Result<RunOutcome, ArtifactError> {
+    read_pair(pair, &mut |piece| {
+        see(&piece);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        ReadError::Artifact(e) => e,
+        ReadError::Stopped => unreachable!("this reader never stops"),
+    })
+}
+
+/// Checks the pair at these paths and reads it whole without sending it anywhere.
+pub fn check_pair(
+    manifest: &Path,
+    run_results: &Path,
+) -> Result<(Pair, RunOutcome), ArtifactError> {
+    let pair = inspect_pair(manifest, run_results)?;
+    let run = read_pair_locally(&pair, |_| {})?;
+    Ok((pair, run))
 }
 
 /// Decodes a raw JSON string body (escapes included) into text.

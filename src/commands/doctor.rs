@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{Output, connect};
 use crate::Error;
 use crate::api::ApiError;
-use crate::artifacts::{self, Piece, ReadError};
+use crate::artifacts;
 use crate::cli::{DoctorArgs, OutputFormat};
 use crate::config;
 use crate::exit::{self, ExitCode};
@@ -247,8 +247,8 @@ async fn run(args: &DoctorArgs, key_from_env: bool) -> Vec<Check> {
                 )),
                 Err(e) => checks.push(Check::failed("API key accepted", e.into())),
             }
-            match config::integration_id(args.integration_id.as_deref()) {
-                Err(_) if args.integration_id.is_none() => checks.push(Check::skipped(
+            match config::integration_id(args.integration.integration_id.as_deref()) {
+                Err(_) if args.integration.integration_id.is_none() => checks.push(Check::skipped(
                     "dbt integration",
                     "no --integration-id / SECODA_INTEGRATION_ID given",
                 )),
@@ -307,27 +307,15 @@ async fn check_artifacts(args: &DoctorArgs) -> Check {
         );
     }
     let task = tokio::task::spawn_blocking(move || {
-        let pair = artifacts::inspect_pair(&paths.manifest, &paths.run_results)?;
-        let run = artifacts::read_pair(&pair, &mut |_: Piece| Ok(())).map_err(|e| match e {
-            ReadError::Artifact(e) => e,
-            ReadError::Stopped => unreachable!("this sink never stops"),
-        })?;
-        Ok::<_, artifacts::ArtifactError>((pair, run))
+        artifacts::check_pair(&paths.manifest, &paths.run_results)
     });
     match task.await {
         Ok(Ok((pair, run))) => Check::ok(
             NAME,
             format!(
-                "{} and {} are a complete pair: dbt {} {}, invocation {}, {} tests ({} failing)",
-                pair.manifest.path.display(),
-                pair.run_results.path.display(),
-                pair.run_results
-                    .metadata
-                    .dbt_version
-                    .as_deref()
-                    .unwrap_or("?"),
+                "{} are a complete pair: dbt {}, {} tests ({} failing)",
+                pair.describe(),
                 run.command.as_deref().unwrap_or("?"),
-                pair.invocation_id(),
                 run.test_count(),
                 run.count(artifacts::Level::Failing)
             ),

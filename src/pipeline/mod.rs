@@ -55,7 +55,7 @@ impl Settings {
         progress: bool,
     ) -> Result<(Settings, Vec<String>), ConfigError> {
         let (client, warnings) = crate::commands::connect_warning(&args.connection, key_from_env)?;
-        let integration = config::integration_id(args.integration_id.as_deref())?;
+        let integration = config::integration_id(args.integration.integration_id.as_deref())?;
         let paths = config::artifact_paths(&args.artifacts)?;
         let wait = (!args.no_wait).then_some(Wait {
             timeout: args.wait_timeout,
@@ -87,17 +87,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<(), Error> 
     let pair =
         blocking(move || artifacts::inspect_pair(&paths.manifest, &paths.run_results)).await?;
     report.describe_pair(&pair);
-    tracing::info!(
-        "{} and {} are a pair (dbt {}, invocation {})",
-        pair.manifest.path.display(),
-        pair.run_results.path.display(),
-        pair.run_results
-            .metadata
-            .dbt_version
-            .as_deref()
-            .unwrap_or("?"),
-        pair.invocation_id()
-    );
+    tracing::info!("{} are a pair", pair.describe());
 
     if settings.dry_run {
         let (run, [run_results_sha, manifest_sha]) = read_locally(&pair, true).await?;
@@ -313,17 +303,10 @@ async fn read_locally(pair: &Pair, hash: bool) -> Result<(RunOutcome, [Option<St
     blocking(move || {
         let mut hashers = [Sha256::new(), Sha256::new()];
         let mut current = 0;
-        let run = artifacts::read_pair(&pair, &mut |piece| {
-            match piece {
-                Piece::Start(role) => current = usize::from(role == artifacts::Role::Manifest),
-                Piece::Data(chunk) if hash => hashers[current].update(&chunk),
-                _ => {}
-            }
-            Ok(())
-        })
-        .map_err(|e| match e {
-            ReadError::Artifact(e) => e,
-            ReadError::Stopped => unreachable!("this sink never stops"),
+        let run = artifacts::read_pair_locally(&pair, |piece| match piece {
+            Piece::Start(role) => current = usize::from(role == &artifacts::Role::Manifest),
+            Piece::Data(chunk) if hash => hashers[current].update(chunk),
+            _ => {}
         })?;
         let hex = |h: Sha256| hash.then(|| format!("{:x}", h.finalize()));
         let [a, b] = hashers;
