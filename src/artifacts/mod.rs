@@ -365,7 +365,6 @@ impl From<Stopped> for ReadError {
 
 /// Reads `file` once, validating it as it goes, and hands each chunk to `sink`. The last chunk is
 /// handed on only after the whole file has proven to be complete JSON of the expected length.
-/// (Reading ahead on a second thread was measured: no faster on 2 cores, one more thread.)
 pub fn stream_file<V: Visitor>(
     file: &ArtifactFile,
     visitor: V,
@@ -386,42 +385,54 @@ pub fn stream_file<V: Visitor>(
         pool: pool.clone(),
         done: false,
     };
-    let mut scanner = Scanner::new(visitor);
-    let mut held: Option<Bytes> = None;
-    let mut total = 0u64;
-    for chunk in chunks {
-        let buf = chunk.map_err(|source| ArtifactError::Unreadable {
-            path: path(),
-            source,
-        })?;
-        total += buf.len() as u64;
-        if total > file.len {
-            let detail = format!("it grew past the {} bytes it had when checked", file.len);
+    // The kernel's copy of the next chunk overlaps the validation of this one; with the check
+    // and the read on one thread, that thread bounds the upload (docs/performance.md).
+    std::thread::scope(|scope| {
+        let (tx, read) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for chunk in chunks {
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut scanner = Scanner::new(visitor);
+        let mut held: Option<Bytes> = None;
+        let mut total = 0u64;
+        for chunk in read {
+            let buf = chunk.map_err(|source| ArtifactError::Unreadable {
+                path: path(),
+                source,
+            })?;
+            total += buf.len() as u64;
+            if total > file.len {
+                let detail = format!("it grew past the {} bytes it had when checked", file.len);
+                return Err(changed(detail).into());
+            }
+            scanner.feed(&buf).map_err(|error| ArtifactError::NotJson {
+                path: path(),
+                error,
+            })?;
+            if let Some(previous) = held.replace(pool.share(buf)) {
+                sink(previous)?;
+            }
+        }
+        if total != file.len {
+            let detail = format!(
+                "it had {} bytes when checked and {total} when read",
+                file.len
+            );
             return Err(changed(detail).into());
         }
-        scanner.feed(&buf).map_err(|error| ArtifactError::NotJson {
+        let visitor = scanner.finish().map_err(|error| ArtifactError::NotJson {
             path: path(),
             error,
         })?;
-        if let Some(previous) = held.replace(pool.share(buf)) {
-            sink(previous)?;
+        if let Some(last) = held {
+            sink(last)?;
         }
-    }
-    if total != file.len {
-        let detail = format!(
-            "it had {} bytes when checked and {total} when read",
-            file.len
-        );
-        return Err(changed(detail).into());
-    }
-    let visitor = scanner.finish().map_err(|error| ArtifactError::NotJson {
-        path: path(),
-        error,
-    })?;
-    if let Some(last) = held {
-        sink(last)?;
-    }
-    Ok(visitor)
+        Ok(visitor)
+    })
 }
 
 /// A file's chunks, read with one system call each into pooled buffers: until the end, or one

@@ -249,7 +249,7 @@ async fn upload(
         .client
         .upload_artifacts(&settings.integration, || {
             sent.store(0, std::sync::atomic::Ordering::Relaxed);
-            let (body, sender) = channel_body(4, Arc::clone(&sent));
+            let (body, sender) = channel_body(2, Arc::clone(&sent));
             let (pair, form_for_thread) = (pair.clone(), form.clone());
             let producer =
                 tokio::task::spawn_blocking(move || produce(&pair, &form_for_thread, &sender));
