@@ -228,6 +228,9 @@ pub struct Scanner<V> {
     state: State,
     /// One byte per open container: b'{' or b'['.
     stack: Vec<u8>,
+    /// The innermost open container (b'{' or b'['), 0 at the top level: the stack's last byte,
+    /// kept in a field because it is asked after every value.
+    top: u8,
     /// Bytes consumed before the current chunk.
     offset: u64,
     /// The current string is an object key.
@@ -248,6 +251,7 @@ impl<V: Visitor> Scanner<V> {
             visitor,
             state: State::Start,
             stack: Vec::with_capacity(32),
+            top: 0,
             offset: 0,
             in_key: false,
             kept: Kept {
@@ -428,7 +432,7 @@ impl<V: Visitor> Scanner<V> {
                 State::AfterValue => match b {
                     b' ' | b'\n' | b'\r' | b'\t' => i += 1,
                     b',' => {
-                        self.state = if self.stack.last() == Some(&b'{') {
+                        self.state = if self.top == b'{' {
                             State::Key
                         } else {
                             State::Value
@@ -459,7 +463,7 @@ impl<V: Visitor> Scanner<V> {
 
     #[inline(always)]
     fn after_value(&self) -> State {
-        if self.stack.is_empty() {
+        if self.top == 0 {
             State::Done
         } else {
             State::AfterValue
@@ -470,16 +474,10 @@ impl<V: Visitor> Scanner<V> {
     /// writes it) in the same step. Returns the index to go on from.
     #[inline(always)]
     fn value_done(&mut self, chunk: &[u8], i: usize) -> usize {
-        self.state = self.after_value();
-        if matches!(self.state, State::AfterValue)
-            && i + 2 < chunk.len()
-            && chunk[i] == b','
-            && chunk[i + 1] == b' '
-            && chunk[i + 2] == b'"'
-            && self.stack.last() == Some(&b'{')
-        {
+        if self.top == b'{' && chunk.get(i..i + 3) == Some(b", \"") {
             return self.begin_key(i + 2);
         }
+        self.state = self.after_value();
         i
     }
 
@@ -501,13 +499,13 @@ impl<V: Visitor> Scanner<V> {
     /// chunk are taken whole. Returns the index to go on from.
     #[inline(always)]
     fn begin_value(&mut self, chunk: &[u8], i: usize) -> Result<usize, SyntaxError> {
-        let capture = std::mem::take(&mut self.capture_next);
         let depth = self.stack.len();
-        let in_captured_array = matches!(self.capture_array, Some((_, d)) if d == depth);
-        if in_captured_array && !capture {
-            self.capture_depth = self.capture_array.map_or(0, |(k, _)| k);
-        }
-        let keep = capture || in_captured_array;
+        // Most values are captured by nobody: one test for both ways of asking.
+        let (capture, keep) = if self.capture_next || self.capture_array.is_some() {
+            self.capture_value(depth)
+        } else {
+            (false, false)
+        };
         match chunk[i] {
             b'"' => {
                 self.in_key = false;
@@ -520,6 +518,7 @@ impl<V: Visitor> Scanner<V> {
                     return Err(self.err(i, SyntaxErrorKind::TooDeep));
                 }
                 self.stack.push(b);
+                self.top = b;
                 if b == b'[' {
                     if capture {
                         self.capture_array = Some((self.capture_depth, depth + 1));
@@ -574,8 +573,16 @@ impl<V: Visitor> Scanner<V> {
                     _ => 2,
                 };
                 let lit = LITERALS[word as usize];
-                if chunk.len() >= i + lit.len() && chunk[i + 1..i + lit.len()].iter().eq(&lit[1..])
-                {
+                // Compared whole, not byte by byte: dbt writes a null or a boolean for most
+                // config values.
+                let head = chunk.get(i..i + 4).and_then(|w| w.try_into().ok());
+                let whole = match head.map(u32::from_le_bytes) {
+                    Some(w) if w == u32::from_le_bytes(*b"true") => true,
+                    Some(w) if w == u32::from_le_bytes(*b"null") => true,
+                    Some(w) if w == u32::from_le_bytes(*b"fals") => chunk.get(i + 4) == Some(&b'e'),
+                    _ => false,
+                };
+                if whole {
                     if keep {
                         self.visitor.scalar(self.capture_depth, lit);
                     }
@@ -589,18 +596,30 @@ impl<V: Visitor> Scanner<V> {
         }
     }
 
+    /// Whether the value starting at `depth` was asked for as the key's value, and whether it
+    /// is kept (asked for, or an element of an array asked for).
+    fn capture_value(&mut self, depth: usize) -> (bool, bool) {
+        let capture = std::mem::take(&mut self.capture_next);
+        let in_captured_array = matches!(self.capture_array, Some((_, d)) if d == depth);
+        if in_captured_array && !capture {
+            self.capture_depth = self.capture_array.map_or(0, |(k, _)| k);
+        }
+        (capture, capture || in_captured_array)
+    }
+
     /// A closing bracket at `chunk[i]`.
     #[inline(always)]
     fn close(&mut self, chunk: &[u8], i: usize) -> Result<usize, SyntaxError> {
         let b = chunk[i];
         let open = if b == b'}' { b'{' } else { b'[' };
-        if self.stack.last() != Some(&open) {
+        if self.top != open {
             return Err(self.err(i, SyntaxErrorKind::UnexpectedByte(b)));
         }
         if matches!(self.capture_array, Some((_, d)) if d == self.stack.len()) {
             self.capture_array = None;
         }
         self.stack.pop();
+        self.top = self.stack.last().copied().unwrap_or(0);
         if open == b'{' {
             self.visitor.close_object(self.stack.len() + 1);
         }
@@ -697,13 +716,15 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// A mask with the high bit set in the lowest byte of `w` that is '"', '\\', a control
 /// character or non-ASCII (bits above it may be set too: only the lowest one is exact).
+///
+/// Below the first such byte every byte is ASCII and at least 0x20, so none of the
+/// subtractions borrows and none sets a high bit: the usual `& !x` of the zero-byte trick is not
+/// needed, as non-ASCII bytes are flagged by `w` itself.
 #[inline(always)]
 fn special_mask(w: u64) -> u64 {
-    let quote = w ^ (ONES * b'"' as u64);
-    let backslash = w ^ (ONES * b'\\' as u64);
-    let is_quote = quote.wrapping_sub(ONES) & !quote;
-    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let is_control = w.wrapping_sub(ONES * 0x20) & !w;
+    let is_quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+    let is_backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+    let is_control = w.wrapping_sub(ONES * 0x20);
     (is_quote | is_backslash | is_control | w) & HIGH
 }
 
