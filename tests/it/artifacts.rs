@@ -132,3 +132,43 @@ fn the_wrong_kind_of_artifact_is_refused() {
     std::fs::write(target.path().join("run_results.json"), sources).unwrap();
     refused(target.path(), &["is sources.json, not run_results.json"]);
 }
+
+#[test]
+fn a_manifest_of_many_chunks_streams_whole_and_a_flaw_deep_inside_stops_it_before_the_end() {
+    // Past the first few 1 MiB chunks the bytes are already on the wire when the flaw is read:
+    // the request must still never complete, and the reading thread must not be left behind.
+    let manifest = std::fs::read(demo("manifest.json")).unwrap();
+    let end = manifest.iter().rposition(|b| *b == b'}').unwrap();
+    let padded = |flaw: Option<usize>| {
+        let mut padding = vec![b'a'; 6 << 20];
+        if let Some(at) = flaw {
+            padding[at] = 0x01;
+        }
+        let mut file = manifest[..end].to_vec();
+        file.extend_from_slice(b", \"padding\": \"");
+        file.extend_from_slice(&padding);
+        file.extend_from_slice(b"\"}\n");
+        file
+    };
+
+    let target = target_with(None, Some(&demo("run_results.json")));
+    let path = target.path().join("manifest.json");
+    std::fs::write(&path, padded(None)).unwrap();
+    let sim = Simulator::start(&[]);
+    expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
+    let uploads = sim.state()["uploads"].clone();
+    assert_eq!(uploads[0]["manifest_sha256"], sha256(&path), "{uploads}");
+    assert_eq!(
+        uploads[0]["manifest_bytes"],
+        std::fs::metadata(&path).unwrap().len()
+    );
+
+    std::fs::write(&path, padded(Some(4 << 20))).unwrap();
+    let sim = Simulator::start(&[]);
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 3);
+    let err = stderr(&output);
+    assert!(err.contains("manifest.json"), "{err}");
+    assert!(err.contains("control character"), "{err}");
+    assert_eq!(sim.state()["uploads"], serde_json::json!([]));
+    assert_eq!(sim.state()["triggers"], 0);
+}
