@@ -32,7 +32,7 @@ fn a_missing_integration_is_exit_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("SECODA_INTEGRATION_ID"));
+    assert_stderr_contains(&output, "SECODA_INTEGRATION_ID");
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn plain_http_is_only_for_loopback() {
     };
     let output = run("http://secoda.internal.example", &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("--allow-insecure-http"));
+    assert_stderr_contains(&output, "--allow-insecure-http");
     assert_eq!(
         run("http://secoda.internal.example", &["--allow-insecure-http"])
             .status

@@ -40,11 +40,7 @@ fn a_sync_that_never_ends_times_out_with_exit_5() {
             .args(["--no-wait", "--trigger-timeout", "1s"]),
         5,
     );
-    assert!(
-        stderr(&output).contains("a dbt sync was still running"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "a dbt sync was still running");
 }
 
 #[test]
@@ -59,11 +55,7 @@ fn server_errors_are_retried_and_the_upload_succeeds() {
         state["uploads"][0]["manifest_sha256"],
         sha256(&target.path().join("manifest.json"))
     );
-    assert!(
-        stderr(&output).contains("retrying in"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "retrying in");
 }
 
 #[test]
@@ -151,8 +143,8 @@ fn an_unknown_integration_is_exit_4() {
             .args(["--integration-id", "00000000-0000-4000-8000-000000000000"]),
         4,
     );
-    assert!(stderr(&output).contains("404"));
-    assert!(stderr(&output).contains("--integration-id"));
+    assert_stderr_contains(&output, "404");
+    assert_stderr_contains(&output, "--integration-id");
 }
 
 #[test]
@@ -181,11 +173,7 @@ fn secoda_down_for_good_is_exit_5_and_on_api_error_warn_makes_it_a_warning() {
     let sim = Simulator::start(&["--fail-requests", "100000", "--fail-status", "502"]);
     let target = passing_build();
     let output = expect_exit(sim.upload(target.path()).args(["--retry-timeout", "1s"]), 5);
-    assert!(
-        stderr(&output).contains("Secoda unavailable"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "Secoda unavailable");
 
     let output = expect_exit(
         sim.upload(target.path()).args([
@@ -232,11 +220,7 @@ fn nothing_listening_is_exit_5() {
         .arg("--target-dir")
         .arg(target.path());
     let output = expect_exit(&mut cmd, 5);
-    assert!(
-        stderr(&output).contains("hint: check the API URL"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "hint: check the API URL");
 }
 
 #[test]
@@ -291,9 +275,5 @@ fn a_gateway_timeout_says_which_proxy_limit_to_raise() {
             .args(["--no-wait", "--retry-timeout", "300ms"]),
         5,
     );
-    assert!(
-        stderr(&output).contains("proxy_read_timeout"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "proxy_read_timeout");
 }

@@ -119,7 +119,7 @@ fn an_integration_lives_and_dies_through_the_cli() {
 
     expect_exit(&mut sim.cli(&["integrations", "delete", id, "--yes"]), 0);
     let output = expect_exit(&mut sim.cli(&["integrations", "get", id]), 4);
-    assert!(stderr(&output).contains("404"));
+    assert_stderr_contains(&output, "404");
     let left = json_of(&expect_exit(
         &mut sim.cli(&["integrations", "list", "--output", "json"]),
         0,
@@ -159,7 +159,7 @@ fn deleting_asks_first_and_needs_yes_without_a_terminal() {
         .unwrap()
         .to_string();
     let output = expect_exit(&mut sim.cli(&["integrations", "delete", &id]), 2);
-    assert!(stderr(&output).contains("--yes"));
+    assert_stderr_contains(&output, "--yes");
     assert_eq!(
         sim.requests(&format!("/api/v1/integration/integrations/{id}/")),
         0,

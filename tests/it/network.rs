@@ -174,7 +174,7 @@ fn a_private_ca_is_trusted_through_ca_cert_or_ssl_cert_file_and_refused_without(
             .arg(&bad),
         2,
     );
-    assert!(stderr(&output).contains("not-a-cert.pem"));
+    assert_stderr_contains(&output, "not-a-cert.pem");
 }
 
 #[test]

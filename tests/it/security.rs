@@ -50,11 +50,7 @@ fn the_key_is_never_printed_even_at_vvv() {
         .unwrap();
     assert_eq!(output.status.code(), Some(4));
     assert_hidden(&output);
-    assert!(
-        stderr(&output).contains("from the file"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "from the file");
 }
 
 #[test]

@@ -283,6 +283,12 @@ pub fn json_report(output: &std::process::Output) -> Value {
     })
 }
 
+/// Fails with the whole of stderr when `needle` is not in it.
+pub fn assert_stderr_contains(output: &std::process::Output, needle: &str) {
+    let err = stderr(output);
+    assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
+}
+
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
