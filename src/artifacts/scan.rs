@@ -310,11 +310,10 @@ impl<V: Visitor> Scanner<V> {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), SyntaxError> {
         let mut i = 0;
         let n = chunk.len();
-        let mut specials = Specials::EMPTY;
         while i < n {
             // Most bytes are inside strings: a direct branch, not the jump table below.
             if matches!(self.state, State::String) {
-                i = specials.next(chunk, i);
+                i = skip_plain_string_bytes(chunk, i);
                 let Some(&b) = chunk.get(i) else { break };
                 match b {
                     b'"' => i = self.end_string(chunk, i)?,
@@ -712,48 +711,37 @@ fn utf8_lead(b: u8) -> Option<State> {
     Some(State::Utf8 { left, lo, hi })
 }
 
-/// Where the bytes a string cannot take as is ('"', '\\', control characters, non-ASCII) lie in
-/// one 64-byte block of a chunk: computed once, then read by every string in the block. dbt
-/// writes a string every ~20 bytes, so a per-string scan would look at most bytes several times
-/// and leave each string through a hard-to-predict loop exit.
-struct Specials {
-    start: usize,
-    end: usize,
-    /// Bit k: `chunk[start + k]` is special.
-    bits: u64,
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// A mask with the high bit set in the lowest byte of `w` that is '"', '\\', a control
+/// character or non-ASCII (bits above it may be set too: only the lowest one is exact).
+///
+/// Below the first such byte every byte is ASCII and at least 0x20, so none of the
+/// subtractions borrows and none sets a high bit: the usual `& !x` of the zero-byte trick is not
+/// needed, as non-ASCII bytes are flagged by `w` itself.
+#[inline(always)]
+fn special_mask(w: u64) -> u64 {
+    let is_quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+    let is_backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+    let is_control = w.wrapping_sub(ONES * 0x20);
+    (is_quote | is_backslash | is_control | w) & HIGH
 }
 
-impl Specials {
-    const EMPTY: Specials = Specials {
-        start: 0,
-        end: 0,
-        bits: 0,
-    };
-
-    /// Index of the first byte at or after `i` that a string cannot take as is (or `chunk.len()`).
-    #[inline(always)]
-    fn next(&mut self, chunk: &[u8], mut i: usize) -> usize {
-        loop {
-            if i < self.end {
-                let rest = self.bits >> (i - self.start);
-                if rest != 0 {
-                    return i + rest.trailing_zeros() as usize;
-                }
-                i = self.end;
-            }
-            let Some(block) = chunk.get(i..i + 64) else {
-                return next_special_bytewise(chunk, i);
-            };
-            *self = Specials {
-                start: i,
-                end: i + 64,
-                bits: specials64(block.try_into().unwrap_or(&[0; 64])),
-            };
+/// Index of the first byte at or after `i` that a string cannot take as is.
+#[inline(always)]
+fn skip_plain_string_bytes(chunk: &[u8], mut i: usize) -> usize {
+    let word = |at: usize| u64::from_le_bytes(chunk[at..at + 8].try_into().unwrap_or([0; 8]));
+    while i + 16 <= chunk.len() {
+        let (a, b) = (special_mask(word(i)), special_mask(word(i + 8)));
+        if a != 0 {
+            return i + (a.trailing_zeros() / 8) as usize;
         }
+        if b != 0 {
+            return i + 8 + (b.trailing_zeros() / 8) as usize;
+        }
+        i += 16;
     }
-}
-
-fn next_special_bytewise(chunk: &[u8], mut i: usize) -> usize {
     while let Some(&b) = chunk.get(i) {
         if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
             return i;
@@ -761,64 +749,6 @@ fn next_special_bytewise(chunk: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Bit k set when `block[k]` is special (see [`Specials`]).
-#[inline(always)]
-fn specials64(block: &[u8; 64]) -> u64 {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    return specials64_sse2(block);
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    return specials64_swar(block);
-}
-
-/// [`specials64`] with SSE2, which every x86-64 CPU has: sixteen bytes per compare.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline(always)]
-fn specials64_sse2(block: &[u8; 64]) -> u64 {
-    use safe_arch::*;
-    let quote = set_splat_i8_m128i(b'"' as i8);
-    let backslash = set_splat_i8_m128i(b'\\' as i8);
-    let space = set_splat_i8_m128i(0x20);
-    let mut bits = 0u64;
-    for (k, lane) in block.chunks_exact(16).enumerate() {
-        let v = load_unaligned_m128i(lane.try_into().unwrap_or(&[0; 16]));
-        // Compared as signed bytes, 0x80 and above are negative: "below a space" flags them too.
-        let special = bitor_m128i(
-            bitor_m128i(
-                cmp_eq_mask_i8_m128i(v, quote),
-                cmp_eq_mask_i8_m128i(v, backslash),
-            ),
-            cmp_lt_mask_i8_m128i(v, space),
-        );
-        bits |= u64::from(move_mask_i8_m128i(special) as u16) << (16 * k);
-    }
-    bits
-}
-
-/// [`specials64`] eight bytes at a time in plain integers, for other CPUs. Exact in every byte
-/// (no borrow runs from one byte into the next), as later strings in the block read the bits
-/// above the first.
-#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
-#[inline(always)]
-fn specials64_swar(block: &[u8; 64]) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    // The high bit of each zero byte of `w`.
-    let zero = |w: u64| !(((w & LOW7) + LOW7) | w) & HIGH;
-    let mut bits = 0u64;
-    for (k, lane) in block.chunks_exact(8).enumerate() {
-        let w = u64::from_le_bytes(lane.try_into().unwrap_or([0; 8]));
-        // Adding 0x60 to the low seven bits reaches the high bit exactly when they are >= 0x20.
-        let control_or_high = (!((w & LOW7) + ONES * (0x80 - 0x20)) | w) & HIGH;
-        let special = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | control_or_high;
-        // Gathers the eight high bits into one byte.
-        bits |= ((special >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
-    }
-    bits
 }
 
 #[inline(always)]
@@ -904,30 +834,6 @@ mod tests {
             let ours = check_all_splits(case.as_bytes()).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(case).is_ok();
             assert_eq!(ours, theirs, "{case:?}");
-        }
-    }
-
-    #[test]
-    fn special_bytes_are_found_exactly_in_every_position() {
-        let interesting = [
-            b'"', b'\\', 0x00, 0x09, 0x1f, 0x20, b'a', 0x7f, 0x80, 0xc3, 0xff,
-        ];
-        let mut rng = Rng(0x5ec0_da00);
-        for _ in 0..20_000 {
-            let mut block = [0u8; 64];
-            for b in &mut block {
-                *b = if rng.below(3) == 0 {
-                    interesting[rng.below(interesting.len())]
-                } else {
-                    rng.next() as u8
-                };
-            }
-            let expected = block.iter().enumerate().fold(0u64, |bits, (k, &b)| {
-                let special = b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
-                bits | (u64::from(special) << k)
-            });
-            assert_eq!(specials64(&block), expected, "{block:?}");
-            assert_eq!(specials64_swar(&block), expected, "{block:?}");
         }
     }
 
