@@ -128,9 +128,8 @@ async fn upload_and_sync(
     let client = &settings.client;
     let id = settings.integration.as_str();
 
-    // The answer before the upload: the settle rule's baseline, and a cheap check of the key and
-    // the integration before sending a large body.
-    let baseline = match settings.wait {
+    // A cheap check of the key and the integration before a large body is sent.
+    let before_upload = match settings.wait {
         Some(_) => Some(client.failing_tests(id).await?),
         None => None,
     };
@@ -157,9 +156,20 @@ async fn upload_and_sync(
     report.trigger = Some(trigger);
     tracing::info!("dbt sync triggered");
 
-    let (Some(wait), Some(baseline)) = (settings.wait, baseline) else {
+    let Some(wait) = settings.wait else {
         return Ok(());
     };
+    // The settle rule's baseline is the answer as this run's sync starts, not as the upload
+    // started: a sync that was running then (one the trigger waited out, or one that ended during
+    // the upload) has changed the answer to its own result since, and that result is not this
+    // run's (docs/settle.md).
+    let baseline = client.failing_tests(id).await?;
+    if before_upload.is_some_and(|before| before != baseline) {
+        tracing::info!(
+            "Secoda's answer changed while this run uploaded: another sync ended; its result is \
+             the baseline this run's answer must differ from"
+        );
+    }
     let prediction = Prediction::of(&run);
     let answer = wait_for_answer(client, id, wait, baseline, prediction.clone()).await?;
     report.disagreements = prediction.and_then(|p| Disagreements::between(&answer_of(&answer), &p));
@@ -192,7 +202,7 @@ async fn wait_for_answer(
     loop {
         if started.elapsed() + wait.poll_interval > wait.timeout {
             let reason = if settler.unchanged() {
-                "the answer is still the one from before the upload".to_string()
+                "the answer is still the one from before this run's sync".to_string()
             } else {
                 "the answer kept changing".to_string()
             };
@@ -214,7 +224,7 @@ async fn wait_for_answer(
                 failing: answer.failing,
                 warning: answer.warning,
                 settled_by,
-                before_upload: baseline,
+                before_sync: baseline,
                 polls,
                 waited: started.elapsed(),
             });

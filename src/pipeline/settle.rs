@@ -3,7 +3,7 @@
 //! Secoda has no sync-status endpoint, and `failing_tests/` keeps answering the previous sync's
 //! result while a new sync runs. The rule (documented in docs/settle.md):
 //!
-//! * a baseline answer is read before the upload;
+//! * a baseline answer is read as this run's sync starts (right after the trigger is accepted);
 //! * after the trigger, an answer counts only once two polls in a row return it;
 //! * it is **changed** when it differs from the baseline: the new sync has finished;
 //! * it is **expected** when it equals what this run's own results predict (the same failing
@@ -24,7 +24,7 @@ use crate::artifacts::{Level, RunOutcome};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SettledBy {
-    /// The answer changed from the one before the upload, and held for a second poll.
+    /// The answer changed from the one as this run's sync started, and held for a second poll.
     Changed,
     /// The answer is the one this run's results predict, two polls in a row.
     Expected,
@@ -34,7 +34,7 @@ impl SettledBy {
     pub fn explain(self) -> &'static str {
         match self {
             SettledBy::Changed => {
-                "the answer changed from the one before the upload and held for a second poll"
+                "the answer changed from the one as this run's sync started and held for a second poll"
             }
             SettledBy::Expected => {
                 "the answer matches this run's own test results, two polls in a row"
@@ -108,7 +108,7 @@ impl Settler {
             .map(|_| SettledBy::Expected)
     }
 
-    /// Whether the latest answer is still the one from before the upload.
+    /// Whether the latest answer is still the one from before this run's sync.
     pub fn unchanged(&self) -> bool {
         self.previous.as_ref().is_none_or(|p| *p == self.baseline)
     }

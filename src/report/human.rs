@@ -81,7 +81,10 @@ pub fn render(report: &Report, color: bool) -> String {
             );
         }
         if let Some(get) = &plan.failing_tests {
-            let _ = writeln!(out, "{INDENT}1. {get}  (the answer before the upload)");
+            let _ = writeln!(
+                out,
+                "{INDENT}1. {get}  (checks the key and integration first)"
+            );
         }
         let _ = writeln!(
             out,
@@ -94,7 +97,10 @@ pub fn render(report: &Report, color: bool) -> String {
             plan.trigger
         );
         if let Some(get) = &plan.failing_tests {
-            let _ = writeln!(out, "{INDENT}4. {get}  (polled until the answer settles)");
+            let _ = writeln!(
+                out,
+                "{INDENT}4. {get}  (the answer as the sync starts, then polled until it settles)"
+            );
         }
     }
     if let Some(up) = &report.uploaded {

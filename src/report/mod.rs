@@ -76,8 +76,8 @@ pub struct SecodaAnswer {
     pub failing: Vec<String>,
     pub warning: Vec<String>,
     pub settled_by: SettledBy,
-    /// The answer before the upload, which the settle rule compares against.
-    pub before_upload: FailingTests,
+    /// The answer as this run's sync started, which the settle rule compares against.
+    pub before_sync: FailingTests,
     pub polls: u32,
     #[serde(serialize_with = "seconds")]
     pub waited: Duration,

@@ -18,13 +18,43 @@ fn a_slow_sync_does_not_pass_off_the_previous_answer() {
     let report = json_report(&output);
     let answer = &report["secoda"];
     assert_eq!(answer["settled_by"], "changed");
-    assert_eq!(answer["before_upload"]["failing"], serde_json::json!([]));
+    assert_eq!(answer["before_sync"]["failing"], serde_json::json!([]));
     assert_eq!(answer["failing"].as_array().unwrap().len(), 2, "{answer}");
     assert!(
         answer["polls"].as_u64().unwrap() >= 10,
         "2 s of sync at 100 ms polls: {answer}"
     );
     assert!(answer["waited"].as_f64().unwrap() >= 1.8, "{answer}");
+}
+
+#[test]
+fn a_sync_waited_out_at_the_trigger_is_not_taken_for_this_runs() {
+    // Another upload's sync is running (a failing build's) when this run reads Secoda's answer
+    // and uploads. Its trigger waits that sync out, and the sync's end changes the answer: to the
+    // other run's result, which must not end this run's wait.
+    let sim = Simulator::start(&["--sync-seconds", "2"]);
+    let failing = failing_build();
+    expect_exit(sim.upload(failing.path()).arg("--no-wait"), 1);
+
+    let passing = passing_build();
+    let output = expect_exit(sim.upload(passing.path()).args(["--output", "json"]), 0);
+    let report = json_report(&output);
+    let answer = &report["secoda"];
+    assert_eq!(answer["failing"], serde_json::json!([]), "{answer}");
+    assert_eq!(answer["warning"], serde_json::json!([]), "{answer}");
+    assert_eq!(
+        answer["before_sync"]["failing"].as_array().unwrap().len(),
+        2,
+        "the other run's result is this run's baseline: {answer}"
+    );
+    assert!(
+        report["trigger"]["conflicts"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
+        answer["waited"].as_f64().unwrap() >= 1.5,
+        "this run's own 2 s sync: {answer}"
+    );
 }
 
 #[test]
@@ -87,7 +117,7 @@ fn the_wait_times_out_when_the_answer_stays_stale() {
         report["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("still the one from before the upload")
+            .contains("still the one from before this run's sync")
     );
     assert_eq!(
         report["test_summary"]["failing"], 4,
