@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, shown in `--help` and kept in step with [`crate::exit::ExitCode`].
@@ -120,18 +121,17 @@ pub struct ConnectionArgs {
         long,
         env = "SECODA_API_KEY",
         hide_env_values = true,
-        hide_env_values = true,
         value_name = "KEY"
     )]
     pub api_key: Option<String>,
 
-    /// Read the Secoda API key from this file (surrounding whitespace is ignored).
+    /// Read the Secoda API key from this file (surrounding whitespace is ignored). A flag beats
+    /// an environment variable: --api-key-file is used over SECODA_API_KEY.
     #[arg(
         long,
         env = "SECODA_API_KEY_FILE",
         hide_env_values = true,
-        value_name = "FILE",
-        conflicts_with = "api_key"
+        value_name = "FILE"
     )]
     pub api_key_file: Option<PathBuf>,
 
@@ -146,7 +146,7 @@ pub struct ConnectionArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// Allow plain http:// to a host that is not loopback (the key would travel unencrypted).
-    #[arg(long, env = "SECODA_ALLOW_INSECURE_HTTP", hide_env_values = true)]
+    #[arg(long, env = "SECODA_ALLOW_INSECURE_HTTP", hide_env_values = true, value_parser = BoolishValueParser::new())]
     pub allow_insecure_http: bool,
 
     /// How long to keep retrying one request that fails with a transient error (connection
@@ -243,7 +243,8 @@ pub struct UploadArgs {
         long,
         help_heading = "Behaviour",
         env = "DBT_SECODA_NO_WAIT",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = BoolishValueParser::new()
     )]
     pub no_wait: bool,
 
@@ -264,7 +265,13 @@ pub struct UploadArgs {
     pub output: OutputFormat,
 
     /// Check everything and print the plan (files, sizes, sha256, endpoints); send nothing.
-    #[arg(long, help_heading = "Behaviour")]
+    #[arg(
+        long,
+        help_heading = "Behaviour",
+        env = "DBT_SECODA_DRY_RUN",
+        hide_env_values = true,
+        value_parser = BoolishValueParser::new()
+    )]
     pub dry_run: bool,
 }
 

@@ -3,7 +3,8 @@
 //! Owns the API root (region, bare hosts, known wrong hosts, the plain-http rule), the API key
 //! (which never leaves [`ApiKey`] except as an HTTP header), and where the artifacts are (target
 //! folder, `dbt_project.yml`'s `target-path`, single-file overrides). Flag > environment >
-//! default is clap's job; this module only checks and combines.
+//! default is clap's job, except between the two ways to give the key (see [`api_key`]); this
+//! module checks and combines.
 //! It does not read artifacts or talk to Secoda.
 
 use std::fmt;
@@ -19,6 +20,8 @@ use crate::cli::{ArtifactArgs, ConnectionArgs, Region};
 pub enum ConfigError {
     #[error("no Secoda API key was given")]
     MissingKey,
+    #[error("both --api-key and --api-key-file were given")]
+    TwoKeys,
     #[error("cannot read the API key file {path}: {source}", path = .path.display())]
     KeyFile {
         path: PathBuf,
@@ -62,6 +65,7 @@ impl ConfigError {
             ConfigError::MissingKey => {
                 "set SECODA_API_KEY, or pass --api-key-file FILE (create a key in Secoda under Settings → API)".into()
             }
+            ConfigError::TwoKeys => "pass the key one way only".into(),
             ConfigError::KeyFile { .. } => "check the path given to --api-key-file / SECODA_API_KEY_FILE".into(),
             ConfigError::EmptyKey { .. } | ConfigError::InvalidKey { .. } => {
                 "copy the key again from Secoda (Settings → API); it is one line of printable characters".into()
@@ -151,27 +155,39 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// The key, from the flag, the environment or a file. `from_env` says whether clap took
-/// `--api-key` from SECODA_API_KEY.
-pub fn api_key(args: &ConnectionArgs, from_env: bool) -> Result<ApiKey, ConfigError> {
-    if let Some(key) = &args.api_key {
-        return ApiKey::new(
-            key.clone(),
-            if from_env {
-                KeySource::Env
-            } else {
-                KeySource::Flag
-            },
-        );
-    }
-    if let Some(path) = &args.api_key_file {
+/// Which key options clap took from the environment rather than the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyOrigins {
+    /// `--api-key` came from SECODA_API_KEY.
+    pub key_from_env: bool,
+    /// `--api-key-file` came from SECODA_API_KEY_FILE.
+    pub file_from_env: bool,
+}
+
+/// The key: a flag beats the environment, and `--api-key` beats `--api-key-file` at the same
+/// level (so an organisation-wide SECODA_API_KEY does not stop one step from passing a file).
+pub fn api_key(args: &ConnectionArgs, origins: KeyOrigins) -> Result<ApiKey, ConfigError> {
+    let from_flag = |key: &str| ApiKey::new(key.to_string(), KeySource::Flag);
+    let from_env = |key: &str| ApiKey::new(key.to_string(), KeySource::Env);
+    let from_file = |path: &PathBuf| {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
             path: path.clone(),
             source,
         })?;
-        return ApiKey::new(text, KeySource::File(path.clone()));
+        ApiKey::new(text, KeySource::File(path.clone()))
+    };
+    let key = args.api_key.as_deref();
+    let file = args.api_key_file.as_ref();
+    match (key, file) {
+        (Some(_), Some(_)) if !origins.key_from_env && !origins.file_from_env => {
+            Err(ConfigError::TwoKeys)
+        }
+        (Some(key), _) if !origins.key_from_env => from_flag(key),
+        (_, Some(path)) if !origins.file_from_env => from_file(path),
+        (Some(key), _) => from_env(key),
+        (None, Some(path)) => from_file(path),
+        (None, None) => Err(ConfigError::MissingKey),
     }
-    Err(ConfigError::MissingKey)
 }
 
 /// The API root, e.g. `https://api.secoda.co/api/v1`, with no trailing slash.

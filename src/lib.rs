@@ -84,8 +84,8 @@ async fn interrupted() {
     }
 }
 
-/// Runs a parsed command line. `key_from_env` says whether `--api-key` came from SECODA_API_KEY.
-pub fn run(cli: Cli, key_from_env: bool) -> ExitCode {
+/// Runs a parsed command line. `origins` says which key options came from the environment.
+pub fn run(cli: Cli, origins: crate::config::KeyOrigins) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,10 +99,10 @@ pub fn run(cli: Cli, key_from_env: bool) -> ExitCode {
     let quiet = cli.quiet;
     runtime.block_on(async move {
         match cli.command {
-            Command::Upload(args) => pipeline::command(args, key_from_env, quiet).await,
-            Command::Integrations(cmd) => commands::integrations::command(cmd, key_from_env).await,
-            Command::Slack(cmd) => commands::integrations::slack(cmd, key_from_env).await,
-            Command::Doctor(args) => commands::doctor::command(args, key_from_env).await,
+            Command::Upload(args) => pipeline::command(args, origins, quiet).await,
+            Command::Integrations(cmd) => commands::integrations::command(cmd, origins).await,
+            Command::Slack(cmd) => commands::integrations::slack(cmd, origins).await,
+            Command::Doctor(args) => commands::doctor::command(args, origins).await,
             Command::Simulator(args) => simulator::command(args).await,
             Command::Demo(args) => demo::command(args, quiet).await,
         }

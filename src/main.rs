@@ -10,13 +10,19 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // Whether the key came from SECODA_API_KEY rather than --api-key: messages say which.
+    // Which key options came from the environment: a flag beats them, and messages say which.
     let mut leaf = &matches;
     while let Some((_, sub)) = leaf.subcommand() {
         leaf = sub;
     }
-    let key_from_env = matches!(leaf.try_get_raw("api_key"), Ok(Some(_)))
-        && leaf.value_source("api_key") == Some(ValueSource::EnvVariable);
+    let from_env = |id: &str| {
+        matches!(leaf.try_get_raw(id), Ok(Some(_)))
+            && leaf.value_source(id) == Some(ValueSource::EnvVariable)
+    };
+    let origins = dbt_secoda::config::KeyOrigins {
+        key_from_env: from_env("api_key"),
+        file_from_env: from_env("api_key_file"),
+    };
     dbt_secoda::logging::init(cli.verbose, cli.quiet, cli.log_format);
-    dbt_secoda::run(cli, key_from_env).into()
+    dbt_secoda::run(cli, origins).into()
 }

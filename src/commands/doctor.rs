@@ -92,8 +92,8 @@ fn env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-pub async fn command(args: DoctorArgs, key_from_env: bool) -> ExitCode {
-    let checks = match crate::interruptible(async { Ok(run(&args, key_from_env).await) }).await {
+pub async fn command(args: DoctorArgs, origins: crate::config::KeyOrigins) -> ExitCode {
+    let checks = match crate::interruptible(async { Ok(run(&args, origins).await) }).await {
         Ok(checks) => checks,
         Err(e) => return super::finish(Err(e), args.output.output),
     };
@@ -170,7 +170,7 @@ fn render(checks: &[Check], code: ExitCode) -> Output {
     }
 }
 
-async fn run(args: &DoctorArgs, key_from_env: bool) -> Vec<Check> {
+async fn run(args: &DoctorArgs, origins: crate::config::KeyOrigins) -> Vec<Check> {
     let mut checks = Vec::new();
     let connection = &args.connection;
 
@@ -199,7 +199,7 @@ async fn run(args: &DoctorArgs, key_from_env: bool) -> Vec<Check> {
     };
     checks.push(Check::info("certificates", ca));
 
-    let client = match connect(connection, key_from_env) {
+    let client = match connect(connection, origins) {
         Ok(client) => {
             checks.push(Check::ok(
                 "configuration",

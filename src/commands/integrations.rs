@@ -35,7 +35,7 @@ fn details(integration: &Value) -> String {
 }
 
 /// Runs an `integrations` subcommand.
-pub async fn command(cmd: IntegrationsCommand, key_from_env: bool) -> ExitCode {
+pub async fn command(cmd: IntegrationsCommand, origins: crate::config::KeyOrigins) -> ExitCode {
     let output = match &cmd {
         IntegrationsCommand::List { output, .. }
         | IntegrationsCommand::Get { output, .. }
@@ -44,15 +44,18 @@ pub async fn command(cmd: IntegrationsCommand, key_from_env: bool) -> ExitCode {
         | IntegrationsCommand::ImportCsv { output, .. }
         | IntegrationsCommand::ImportJsonl { output, .. } => output.output,
     };
-    finish(crate::interruptible(run(cmd, key_from_env)).await, output)
+    finish(crate::interruptible(run(cmd, origins)).await, output)
 }
 
-async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Error> {
+async fn run(
+    cmd: IntegrationsCommand,
+    origins: crate::config::KeyOrigins,
+) -> Result<Output, Error> {
     match cmd {
         IntegrationsCommand::List {
             kind, connection, ..
         } => {
-            let client = connect(&connection, key_from_env)?;
+            let client = connect(&connection, origins)?;
             let listing = client.list_integrations(kind.as_deref()).await?;
             let rows: Vec<Vec<String>> = listing.items.iter().map(row).collect();
             let mut text = table(&COLUMNS, &rows);
@@ -70,7 +73,7 @@ async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Err
             })
         }
         IntegrationsCommand::Get { id, connection, .. } => {
-            let client = connect(&connection, key_from_env)?;
+            let client = connect(&connection, origins)?;
             let integration = client.get_integration(&id).await?;
             Ok(Output {
                 text: details(&integration),
@@ -84,7 +87,7 @@ async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Err
             connection,
             ..
         } => {
-            let client = connect(&connection, key_from_env)?;
+            let client = connect(&connection, origins)?;
             let created = client.create_integration(&name, &kind, &teams).await?;
             let text = format!(
                 "created {} integration {:?}: {}\n",
@@ -103,7 +106,7 @@ async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Err
             connection,
             ..
         } => {
-            let client = connect(&connection, key_from_env)?;
+            let client = connect(&connection, origins)?;
             if !yes {
                 confirm_delete(&client, &id).await?;
             }
@@ -137,7 +140,7 @@ async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Err
                 );
             }
             if !dry_run {
-                let client = connect(&connection, key_from_env)?;
+                let client = connect(&connection, origins)?;
                 let parts = [part("file", &file, "text/csv")?];
                 client.import_files(&id, "import_metadata", &parts).await?;
                 let _ = writeln!(text, "imported into integration {id}");
@@ -185,7 +188,7 @@ async fn run(cmd: IntegrationsCommand, key_from_env: bool) -> Result<Output, Err
                 lineage_count = Some(count);
             }
             if !dry_run {
-                let client = connect(&connection, key_from_env)?;
+                let client = connect(&connection, origins)?;
                 let mut parts = vec![part("resources_file", &resources, "application/jsonl")?];
                 if let Some(path) = &lineages {
                     parts.push(part("lineages_file", path, "application/jsonl")?);
@@ -287,10 +290,10 @@ async fn confirm_delete(client: &crate::api::Client, id: &str) -> Result<(), Err
 }
 
 /// Runs a `slack` subcommand.
-pub async fn slack(cmd: SlackCommand, key_from_env: bool) -> ExitCode {
+pub async fn slack(cmd: SlackCommand, origins: crate::config::KeyOrigins) -> ExitCode {
     let SlackCommand::Conversations { connection, output } = cmd;
     let result = crate::interruptible(async {
-        let client = connect(&connection, key_from_env)?;
+        let client = connect(&connection, origins)?;
         let conversations = client.slack_conversations().await?;
         let rows: Vec<Vec<String>> = conversations
             .iter()

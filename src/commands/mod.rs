@@ -23,13 +23,13 @@ use crate::logging::{print_stderr, print_stdout, use_color};
 /// A client for the connection flags, and warnings about the host (also logged).
 pub fn connect_warning(
     args: &ConnectionArgs,
-    key_from_env: bool,
+    origins: crate::config::KeyOrigins,
 ) -> Result<(Client, Vec<String>), ConfigError> {
     let (root, warnings) = config::api_root(args)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let key = config::api_key(args, key_from_env)?;
+    let key = config::api_key(args, origins)?;
     let client = Client::new(
         root,
         &key,
@@ -40,8 +40,11 @@ pub fn connect_warning(
 }
 
 /// A client for the connection flags.
-pub fn connect(args: &ConnectionArgs, key_from_env: bool) -> Result<Client, ConfigError> {
-    connect_warning(args, key_from_env).map(|(client, _)| client)
+pub fn connect(
+    args: &ConnectionArgs,
+    origins: crate::config::KeyOrigins,
+) -> Result<Client, ConfigError> {
+    connect_warning(args, origins).map(|(client, _)| client)
 }
 
 /// What a command produced: JSON for `--output json`, and text for people.

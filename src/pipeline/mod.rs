@@ -51,10 +51,10 @@ impl Settings {
     /// Checks the upload's flags. Returns warnings worth showing (e.g. a suspicious host).
     pub fn from_args(
         args: &UploadArgs,
-        key_from_env: bool,
+        origins: crate::config::KeyOrigins,
         progress: bool,
     ) -> Result<(Settings, Vec<String>), ConfigError> {
-        let (client, warnings) = crate::commands::connect_warning(&args.connection, key_from_env)?;
+        let (client, warnings) = crate::commands::connect_warning(&args.connection, origins)?;
         let integration = config::integration_id(args.integration.integration_id.as_deref())?;
         let paths = config::artifact_paths(&args.artifacts)?;
         let wait = (!args.no_wait).then_some(Wait {
@@ -383,24 +383,27 @@ pub fn conclude(
 }
 
 /// `dbt-secoda upload`: runs the pipeline, prints the report, returns the exit code.
-pub async fn command(args: UploadArgs, key_from_env: bool, quiet: bool) -> ExitCode {
+pub async fn command(
+    args: UploadArgs,
+    origins: crate::config::KeyOrigins,
+    quiet: bool,
+) -> ExitCode {
     let mut report = Report {
         dry_run: args.dry_run,
         ..Report::default()
     };
-    let error =
-        match Settings::from_args(&args, key_from_env, crate::logging::progress_allowed(quiet)) {
-            Err(e) => Some(Error::Config(e)),
-            Ok((settings, warnings)) => {
-                for warning in &warnings {
-                    tracing::warn!("{warning}");
-                }
-                report.warnings.extend(warnings);
-                crate::interruptible(run(&settings, &mut report))
-                    .await
-                    .err()
+    let error = match Settings::from_args(&args, origins, crate::logging::progress_allowed(quiet)) {
+        Err(e) => Some(Error::Config(e)),
+        Ok((settings, warnings)) => {
+            for warning in &warnings {
+                tracing::warn!("{warning}");
             }
-        };
+            report.warnings.extend(warnings);
+            crate::interruptible(run(&settings, &mut report))
+                .await
+                .err()
+        }
+    };
     let code = conclude(&mut report, error, args.fail_on, args.on_api_error);
     emit(&report, args.output);
     code

@@ -25,6 +25,95 @@ fn a_missing_key_names_both_ways_to_give_it() {
 }
 
 #[test]
+fn a_key_flag_beats_a_key_in_the_environment() {
+    // The simulator takes KEY only: a request that works proves which key was sent.
+    let sim = Simulator::start(&[]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{KEY}\n")).unwrap();
+    let wrong_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong_file.path(), "sk-not-this-one\n").unwrap();
+
+    // An organisation-wide SECODA_API_KEY, and one step passing its own key file.
+    let output = sim
+        .cli(&["integrations", "list", "--api-key-file"])
+        .arg(file.path())
+        .env("SECODA_API_KEY", "sk-not-this-one")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // Both in the environment: SECODA_API_KEY is taken.
+    let output = sim
+        .cli(&["integrations", "list"])
+        .env("SECODA_API_KEY_FILE", wrong_file.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // --api-key over SECODA_API_KEY_FILE.
+    let output = sim
+        .cli(&["integrations", "list", "--api-key", KEY])
+        .env_remove("SECODA_API_KEY")
+        .env("SECODA_API_KEY_FILE", wrong_file.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // Both flags typed: say so (exit 2) rather than pick one.
+    let output = sim
+        .cli(&["integrations", "list", "--api-key", KEY, "--api-key-file"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_stderr_contains(&output, "both --api-key and --api-key-file");
+}
+
+#[test]
+fn boolean_variables_take_the_usual_spellings() {
+    let sim = Simulator::start(&[]);
+    let target = passing_build();
+    let failing_tests = format!("/api/v1/integration/dbt/{INTEGRATION}/failing_tests/");
+
+    // DBT_SECODA_DRY_RUN=yes: checked and planned, nothing sent.
+    let output = sim
+        .upload(target.path())
+        .env("DBT_SECODA_DRY_RUN", "yes")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(sim.requests(""), 0, "a dry run sends nothing");
+
+    // DBT_SECODA_NO_WAIT=1: uploaded and triggered, never polled.
+    let output = sim
+        .upload(target.path())
+        .env("DBT_SECODA_NO_WAIT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(sim.state()["uploads"].as_array().unwrap().len(), 1);
+    assert_eq!(sim.requests(&failing_tests), 0);
+
+    // DBT_SECODA_NO_WAIT=off: waits as usual.
+    let output = sim
+        .upload(target.path())
+        .env("DBT_SECODA_NO_WAIT", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(sim.requests(&failing_tests) >= 2);
+
+    // Anything else is a usage error that names the flag.
+    let output = sim
+        .upload(target.path())
+        .env("DBT_SECODA_NO_WAIT", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_stderr_contains(&output, "--no-wait");
+}
+
+#[test]
 fn a_missing_integration_is_exit_2() {
     let output = bin()
         .env("SECODA_API_KEY", KEY)
