@@ -429,6 +429,11 @@ pub struct SimulatorArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub fail_requests: u32,
 
+    /// Only requests whose path contains this text count towards --fail-requests (e.g.
+    /// upload_artifacts, trigger).
+    #[arg(long, value_name = "TEXT")]
+    pub fail_path: Option<String>,
+
     /// The status --fail-requests answers (429 and 503 carry Retry-After: 1; 3xx carry a Location).
     #[arg(long, default_value_t = 503, value_name = "CODE")]
     pub fail_status: u16,

@@ -45,6 +45,7 @@ async fn run(args: DemoArgs, quiet: bool) -> std::io::Result<ExitCode> {
             conflicts: 1,
             fail_requests: 0,
             fail_status: 503,
+            fail_path: None,
             rate_limit: None,
             reset_uploads: 0,
             latency: Duration::ZERO,

@@ -115,6 +115,7 @@ impl From<&SimulatorArgs> for Options {
             conflicts: args.conflicts,
             fail_requests: args.fail_requests,
             fail_status: args.fail_status,
+            fail_path: args.fail_path.clone(),
             rate_limit: args.rate_limit,
             reset_uploads: args.reset_uploads,
             latency: Duration::from_millis(args.latency),
@@ -377,7 +378,7 @@ async fn dispatch(
 
 fn injected_failure(shared: &Shared, req: &Request<Incoming>) -> Option<Reply> {
     let mut state = shared.state();
-    if !state.take_failure() {
+    if !state.take_failure(req.uri().path()) {
         return None;
     }
     let code = state.options.fail_status;

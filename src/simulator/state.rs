@@ -20,6 +20,8 @@ pub struct Options {
     pub conflicts: u32,
     pub fail_requests: u32,
     pub fail_status: u16,
+    /// Only requests whose path contains this count towards `fail_requests`.
+    pub fail_path: Option<String>,
     pub rate_limit: Option<u32>,
     pub reset_uploads: u32,
     pub latency: Duration,
@@ -186,8 +188,13 @@ impl State {
     }
 
     /// Whether this request gets the injected failure status.
-    pub fn take_failure(&mut self) -> bool {
-        let take = self.failures_left > 0;
+    pub fn take_failure(&mut self, path: &str) -> bool {
+        let take = self.failures_left > 0
+            && self
+                .options
+                .fail_path
+                .as_deref()
+                .is_none_or(|only| path.contains(only));
         if take {
             self.failures_left -= 1;
             self.failures_served += 1;
@@ -339,6 +346,7 @@ mod tests {
             conflicts: 1,
             fail_requests: 0,
             fail_status: 503,
+            fail_path: None,
             rate_limit: Some(2),
             reset_uploads: 0,
             latency: Duration::ZERO,

@@ -59,6 +59,57 @@ fn server_errors_are_retried_and_the_upload_succeeds() {
 }
 
 #[test]
+fn server_errors_on_the_upload_itself_are_retried_with_the_whole_body() {
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "3",
+        "--fail-status",
+        "503",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
+    let target = failing_build();
+    expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
+    let state = sim.state();
+    let by_status = &state["requests"][upload_path().as_str()];
+    assert_eq!(by_status["503"], 3, "{by_status}");
+    assert_eq!(by_status["200"], 1, "{by_status}");
+    let uploads = sim.state()["uploads"].clone();
+    assert_eq!(uploads.as_array().unwrap().len(), 1);
+    assert_eq!(
+        uploads[0]["run_results_sha256"],
+        sha256(&target.path().join("run_results.json"))
+    );
+    assert_eq!(sim.state()["triggers"], 1);
+}
+
+#[test]
+fn server_errors_on_the_trigger_are_retried() {
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "2",
+        "--fail-status",
+        "502",
+        "--fail-path",
+        "trigger",
+    ]);
+    let target = failing_build();
+    let output = expect_exit(&mut sim.upload(target.path()), 1);
+    let trigger = format!("/api/v1/integration/dbt/{INTEGRATION}/trigger/");
+    let state = sim.state();
+    let by_status = &state["requests"][trigger.as_str()];
+    assert_eq!(by_status["502"], 2, "{by_status}");
+    assert_eq!(by_status["200"], 1, "{by_status}");
+    assert_eq!(
+        sim.state()["uploads"].as_array().unwrap().len(),
+        1,
+        "uploaded once"
+    );
+    assert_eq!(sim.state()["triggers"], 1);
+    assert_stderr_contains(&output, "retrying in");
+}
+
+#[test]
 fn rate_limits_are_retried_after_the_time_secoda_asks_for() {
     // 429 with Retry-After: 1, twice: the upload waits about two seconds, not the scaled backoff.
     let sim = Simulator::start(&["--fail-requests", "2", "--fail-status", "429"]);
