@@ -458,6 +458,12 @@ pub struct SimulatorArgs {
     /// internal host, and "None" for no link.
     #[arg(long)]
     pub self_hosted_links: bool,
+
+    /// Fault: every sync ends with this answer instead of the one the upload's run_results give,
+    /// as JSON: '{"failing": ["model.shop.orders"], "warning": []}'. For trying out how
+    /// disagreements between Secoda and the local results are reported.
+    #[arg(long, value_name = "JSON", value_parser = parse_fixed_answer)]
+    pub fixed_answer: Option<FixedAnswer>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -468,6 +474,20 @@ pub struct DemoArgs {
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+/// The simulator's `--fixed-answer`: entities with failing and warning tests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedAnswer {
+    pub failing: Vec<String>,
+    pub warning: Vec<String>,
+}
+
+fn parse_fixed_answer(text: &str) -> Result<FixedAnswer, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("expected {{\"failing\": [...], \"warning\": [...]}} with entity names: {e}")
+    })
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text

@@ -46,6 +46,7 @@ async fn run(args: DemoArgs, quiet: bool) -> std::io::Result<ExitCode> {
             fail_requests: 0,
             fail_status: 503,
             fail_path: None,
+            fixed_answer: None,
             rate_limit: None,
             reset_uploads: 0,
             latency: Duration::ZERO,

@@ -116,6 +116,10 @@ impl From<&SimulatorArgs> for Options {
             fail_requests: args.fail_requests,
             fail_status: args.fail_status,
             fail_path: args.fail_path.clone(),
+            fixed_answer: args.fixed_answer.clone().map(|a| Answer {
+                failing: a.failing,
+                warning: a.warning,
+            }),
             rate_limit: args.rate_limit,
             reset_uploads: args.reset_uploads,
             latency: Duration::from_millis(args.latency),

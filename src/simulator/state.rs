@@ -22,6 +22,8 @@ pub struct Options {
     pub fail_status: u16,
     /// Only requests whose path contains this count towards `fail_requests`.
     pub fail_path: Option<String>,
+    /// Every sync ends with this answer, whatever the upload says.
+    pub fixed_answer: Option<Answer>,
     pub rate_limit: Option<u32>,
     pub reset_uploads: u32,
     pub latency: Duration,
@@ -252,7 +254,12 @@ impl State {
             .iter()
             .rev()
             .find(|u| u.integration_id == integration)
-            .map(|u| u.answer.clone());
+            .map(|u| {
+                self.options
+                    .fixed_answer
+                    .clone()
+                    .unwrap_or_else(|| u.answer.clone())
+            });
         let duration = self.options.sync;
         let sync = self.sync(integration, now);
         if forced || sync.running_until.is_some() {
@@ -347,6 +354,7 @@ mod tests {
             fail_requests: 0,
             fail_status: 503,
             fail_path: None,
+            fixed_answer: None,
             rate_limit: Some(2),
             reset_uploads: 0,
             latency: Duration::ZERO,

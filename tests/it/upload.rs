@@ -117,6 +117,75 @@ fn a_failing_build_is_uploaded_byte_for_byte_and_exits_1() {
 }
 
 #[test]
+fn a_failure_only_secoda_reports_fails_the_run_and_the_disagreement_is_reported() {
+    let secoda_says_failing = || {
+        Simulator::start(&[
+            "--sync-seconds",
+            "0.2",
+            "--fixed-answer",
+            r#"{"failing": ["model.fernleaf.dim_customers"], "warning": []}"#,
+        ])
+    };
+    let sim = secoda_says_failing();
+    let target = passing_build();
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 1);
+    let report = json_report(&output);
+    assert_eq!(
+        report["test_summary"]["failing"], 0,
+        "all tests passed locally"
+    );
+    assert_eq!(
+        report["disagreements"]["failing_only_in_secoda"],
+        serde_json::json!(["model.fernleaf.dim_customers"]),
+        "{}",
+        report["disagreements"]
+    );
+    assert_eq!(
+        report["disagreements"]["failing_only_in_local"],
+        serde_json::json!([])
+    );
+
+    // The same for people: the reason and the disagreement, on stdout. (A fresh simulator: a
+    // second sync would leave the same answer, which this run could not tell from a stale one.)
+    let sim = secoda_says_failing();
+    let output = expect_exit(&mut sim.upload(target.path()), 1);
+    let text = stdout(&output);
+    assert!(
+        text.contains("Secoda lists 1 entity with failing tests"),
+        "{text}"
+    );
+    assert!(text.contains("failing in Secoda only"), "{text}");
+}
+
+#[test]
+fn a_failure_secoda_does_not_report_still_fails_the_run() {
+    let sim = Simulator::start(&[
+        "--sync-seconds",
+        "0.2",
+        "--fixed-answer",
+        r#"{"failing": ["model.fernleaf.stg_shop__orders"], "warning": []}"#,
+    ]);
+    let target = failing_build();
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 1);
+    let report = json_report(&output);
+    assert_eq!(
+        report["secoda"]["failing"],
+        serde_json::json!(["model.fernleaf.stg_shop__orders"])
+    );
+    let disagreements = &report["disagreements"];
+    let local_only = disagreements["failing_only_in_local"].as_array().unwrap();
+    assert_eq!(local_only.len(), 2, "{disagreements}");
+    assert!(
+        !local_only.contains(&serde_json::json!("model.fernleaf.stg_shop__orders")),
+        "{disagreements}"
+    );
+    assert_eq!(
+        disagreements["failing_only_in_secoda"],
+        serde_json::json!(["model.fernleaf.stg_shop__orders"])
+    );
+}
+
+#[test]
 fn a_passing_build_exits_0_with_a_readable_report() {
     let sim = Simulator::start(&[]);
     let target = passing_build();
