@@ -123,7 +123,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         value_name = "KEY"
     )]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 
     /// Read the Secoda API key from this file (surrounding whitespace is ignored). A flag beats
     /// an environment variable: --api-key-file is used over SECODA_API_KEY.
@@ -407,10 +407,9 @@ pub struct SimulatorArgs {
         long,
         env = "SECODA_SIMULATOR_API_KEY",
         hide_env_values = true,
-        hide_env_values = true,
         value_name = "KEY"
     )]
-    pub api_key: String,
+    pub api_key: Secret,
 
     /// A dbt Core integration to create at start (repeatable).
     #[arg(long = "dbt-integration", value_name = "ID", default_value = crate::simulator::DEFAULT_DBT_INTEGRATION)]
@@ -488,6 +487,31 @@ fn parse_fixed_answer(text: &str) -> Result<FixedAnswer, String> {
     })
 }
 
+/// A key as given on the command line or in the environment. Its `Debug` does not show it, so
+/// the parsed arguments can be logged or printed in a panic without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_string()))
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -546,5 +570,22 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parsed_arguments_never_show_a_key() {
+        use clap::Parser;
+        let key = "sk-live-0123456789abcdef";
+        for argv in [
+            vec!["dbt-secoda", "upload", "--api-key", key],
+            vec!["dbt-secoda", "doctor", "--api-key", key],
+            vec!["dbt-secoda", "integrations", "list", "--api-key", key],
+            vec!["dbt-secoda", "simulator", "--api-key", key],
+        ] {
+            let cli = Cli::try_parse_from(&argv).unwrap();
+            let shown = format!("{cli:?} {cli:#?}");
+            assert!(!shown.contains(key), "{argv:?}: {shown}");
+            assert!(shown.contains("Secret(***)"), "{shown}");
+        }
     }
 }

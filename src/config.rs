@@ -176,7 +176,7 @@ pub fn api_key(args: &ConnectionArgs, origins: KeyOrigins) -> Result<ApiKey, Con
         })?;
         ApiKey::new(text, KeySource::File(path.clone()))
     };
-    let key = args.api_key.as_deref();
+    let key = args.api_key.as_ref().map(crate::cli::Secret::expose);
     let file = args.api_key_file.as_ref();
     match (key, file) {
         (Some(_), Some(_)) if !origins.key_from_env && !origins.file_from_env => {

@@ -109,7 +109,7 @@ impl Drop for Simulator {
 impl From<&SimulatorArgs> for Options {
     fn from(args: &SimulatorArgs) -> Options {
         Options {
-            api_key: args.api_key.clone(),
+            api_key: args.api_key.expose().to_string(),
             dbt_integrations: args.dbt_integrations.clone(),
             sync: Duration::from_secs_f64(args.sync_seconds.max(0.0)),
             conflicts: args.conflicts,
@@ -131,6 +131,8 @@ impl From<&SimulatorArgs> for Options {
 
 /// `dbt-secoda simulator`: serves until Ctrl-C or SIGTERM.
 pub async fn command(args: SimulatorArgs) -> ExitCode {
+    // Request logs carry the Authorization header at trace level.
+    crate::logging::register_secret(args.api_key.expose());
     let simulator = match Simulator::start(args.listen, Options::from(&args)).await {
         Ok(s) => s,
         Err(source) => {
