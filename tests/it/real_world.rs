@@ -162,3 +162,40 @@ fn windows_paths_are_reported_with_forward_slashes() {
         .expect("the singular failing test");
     assert_eq!(singular["file"], "tests/assert_no_extreme_line_totals.sql");
 }
+
+#[test]
+fn every_matching_real_world_pair_uploads_byte_for_byte() {
+    let Some(shared) = shared() else {
+        eprintln!("skipped: ../shared/fixtures/real-world is not beside this checkout");
+        return;
+    };
+    let corpus = shared.join("fixtures/real-world");
+    let readme = std::fs::read_to_string(corpus.join("README.md")).expect("the corpus README");
+    let sim = Simulator::start(&["--sync-seconds", "0.05"]);
+    let mut uploaded = 0;
+    for row in rows(&readme).into_iter().filter(|r| r.ids_match) {
+        let dir = corpus.join(&row.folder);
+        let output = sim.upload(&dir).arg("--no-wait").output().unwrap();
+        let name = &row.folder;
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{name}: exit {:?}: {}",
+            output.status.code(),
+            stderr(&output)
+        );
+        let state = sim.state();
+        let last = &state["uploads"][uploaded];
+        uploaded += 1;
+        assert_eq!(
+            last["manifest_sha256"],
+            sha256(&dir.join("manifest.json")),
+            "{name}"
+        );
+        assert_eq!(
+            last["run_results_sha256"],
+            sha256(&dir.join("run_results.json")),
+            "{name}"
+        );
+    }
+    assert!(uploaded >= 10, "only {uploaded} pairs uploaded");
+}
