@@ -153,6 +153,12 @@ pub struct ConnectionArgs {
     /// errors, timeouts, 408, 429, 500, 502, 503, 504).
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "DBT_SECODA_RETRY_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub retry_timeout: Duration,
+
+    /// How long one request may go without progress (no bytes taken by the connection, or no
+    /// answer once everything was sent) before it is abandoned and retried. An upload that keeps
+    /// moving is never cut, however long it takes.
+    #[arg(long, default_value = "2m", value_parser = parse_duration, env = "DBT_SECODA_STALL_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
+    pub stall_timeout: Duration,
 }
 
 /// Which dbt Core integration.
@@ -457,6 +463,10 @@ pub struct SimulatorArgs {
     /// internal host, and "None" for no link.
     #[arg(long)]
     pub self_hosted_links: bool,
+
+    /// Fault: read uploads no faster than this many bytes a second (a slow link or proxy).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_bytes_per_second: Option<u64>,
 
     /// Fault: every sync ends with this answer instead of the one the upload's run_results give,
     /// as JSON: '{"failing": ["model.shop.orders"], "warning": []}'. For trying out how

@@ -397,6 +397,7 @@ mod tests {
             ca_cert: None,
             allow_insecure_http: false,
             retry_timeout: std::time::Duration::from_secs(1),
+            stall_timeout: std::time::Duration::from_secs(1),
         }
     }
 

@@ -47,6 +47,7 @@ async fn run(args: DemoArgs, quiet: bool) -> std::io::Result<ExitCode> {
             fail_status: 503,
             fail_path: None,
             fixed_answer: None,
+            upload_bytes_per_second: None,
             rate_limit: None,
             reset_uploads: 0,
             latency: Duration::ZERO,
@@ -73,6 +74,7 @@ async fn run(args: DemoArgs, quiet: bool) -> std::io::Result<ExitCode> {
         ca_cert: None,
         allow_insecure_http: false,
         retry_timeout: Duration::from_secs(30),
+        stall_timeout: Duration::from_secs(120),
     })
     .map_err(to_config)?;
     let key = ApiKey::new(secret, KeySource::Flag).map_err(to_config)?;

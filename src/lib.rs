@@ -97,7 +97,7 @@ pub fn run(cli: Cli, origins: crate::config::KeyOrigins) -> ExitCode {
         }
     };
     let quiet = cli.quiet;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Upload(args) => pipeline::command(args, origins, quiet).await,
             Command::Integrations(cmd) => commands::integrations::command(cmd, origins).await,
@@ -106,5 +106,9 @@ pub fn run(cli: Cli, origins: crate::config::KeyOrigins) -> ExitCode {
             Command::Simulator(args) => simulator::command(args).await,
             Command::Demo(args) => demo::command(args, quiet).await,
         }
-    })
+    });
+    // A file-reading thread blocked on a pipe or a hung network mount must not keep the process
+    // alive after the answer is decided (dropping the runtime would wait for it forever).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

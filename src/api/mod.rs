@@ -284,6 +284,8 @@ pub struct Client {
     root: ApiRoot,
     key_source: KeySource,
     retry: RetryPolicy,
+    /// How long an attempt may make no progress before it is abandoned (and retried).
+    stall: Duration,
 }
 
 impl Client {
@@ -300,7 +302,6 @@ impl Client {
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
             .tcp_nodelay(true);
         if let Some(path) = ca_cert {
             let ca_error = |reason: String| ConfigError::CaCert {
@@ -324,7 +325,19 @@ impl Client {
             root,
             key_source: key.source.clone(),
             retry,
+            stall: Duration::from_secs(120),
         })
+    }
+
+    /// Sets how long an attempt may make no progress. Not reqwest's read timeout: that one runs
+    /// from the moment a request is sent, so it would cut every upload longer than itself.
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Client {
+        self.stall = stall;
+        self
+    }
+
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        self.stall
     }
 
     pub fn root(&self) -> &ApiRoot {
@@ -361,9 +374,18 @@ impl Client {
             retry && (!policy.once || f.surely_not_done())
         })
         .adjust(|failure, next| {
-            let delay = failure.retry_after().or(next)?;
-            let elapsed = start.elapsed();
-            (elapsed + delay <= policy.deadline).then_some(delay)
+            // Retry-After lengthens the wait, never shortens it: "0" must not turn the retries
+            // into a busy loop resending a whole upload.
+            let asked = failure.retry_after();
+            let delay = retry_delay(asked, next)?;
+            let fits = start.elapsed() + delay <= policy.deadline;
+            if !fits && asked.is_some_and(|a| a == delay) {
+                tracing::warn!(
+                    "{endpoint}: Secoda asked to retry in {}, past the time left to keep trying",
+                    format_duration(delay)
+                );
+            }
+            fits.then_some(delay)
         })
         .notify(|failure, delay| {
             let left = policy.deadline.saturating_sub(start.elapsed());
@@ -478,7 +500,12 @@ impl Client {
                         .body(body.to_vec());
                 }
                 tracing::debug!("{endpoint}");
-                let response = request.send().await.map_err(transport)?;
+                // Small requests: no progress to watch, so the whole attempt is bounded.
+                let response = request
+                    .timeout(self.stall)
+                    .send()
+                    .await
+                    .map_err(transport)?;
                 check(response).await
             })
             .await;
@@ -495,14 +522,38 @@ impl Client {
         &self,
         endpoint: &Endpoint,
     ) -> Result<T, ApiError> {
-        let (response, _) = self.send(endpoint, None).await?;
-        let bytes = response.bytes().await.map_err(|e| ApiError::Unavailable {
-            endpoint: endpoint.clone(),
-            attempts: 1,
-            elapsed: Duration::ZERO,
-            last: format!("the answer broke off: {e}"),
-            status: None,
+        // The body is read inside the attempt: an answer that breaks off is retried like any
+        // other transient failure.
+        let (result, attempts) = self
+            .retrying::<_, std::convert::Infallible, _>(endpoint, self.retry, || async {
+                tracing::debug!("{endpoint}");
+                let request = self
+                    .http
+                    .request(endpoint.method.clone(), endpoint.url.clone())
+                    .timeout(self.stall);
+                let response = check(request.send().await.map_err(transport)?).await?;
+                read_capped(response, MAX_ANSWER)
+                    .await
+                    .map_err(|e| Failure::Transport {
+                        message: format!("the answer broke off: {e}"),
+                        unsent: false,
+                    })
+            })
+            .await;
+        let (bytes, cut) = result.map_err(|failure| {
+            self.error_for(endpoint, failure, attempts)
+                .unwrap_or_else(|never| match never {})
         })?;
+        if cut {
+            return Err(ApiError::BadResponse {
+                endpoint: endpoint.clone(),
+                detail: format!(
+                    "the answer is larger than {} MiB; it began {}",
+                    MAX_ANSWER >> 20,
+                    snippet(&bytes[..bytes.len().min(300)])
+                ),
+            });
+        }
         serde_json::from_slice(&bytes).map_err(|e| ApiError::BadResponse {
             endpoint: endpoint.clone(),
             detail: format!("{e}; it began {}", snippet(&bytes)),
@@ -555,13 +606,46 @@ pub(crate) async fn check<E>(response: Response) -> Result<Response, Failure<E>>
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_capped(response, MAX_ERROR_BODY)
+        .await
+        .map(|(body, _)| body)
+        .unwrap_or_default();
     Err(Failure::Status {
         status,
         retry_after,
         detail: error_detail(&body),
         location,
     })
+}
+
+/// The largest JSON answer read (failing_tests of a very large project is a few MiB).
+const MAX_ANSWER: usize = 64 << 20;
+/// Error bodies are read this far: enough for any message, not for a runaway proxy page.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A body, at most `max` bytes of it; true when it went on beyond that.
+async fn read_capped(
+    mut response: Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// The wait before the next attempt: the backoff's, or longer when Secoda asks for longer.
+fn retry_delay(asked: Option<Duration>, backoff: Option<Duration>) -> Option<Duration> {
+    match (asked, backoff) {
+        (Some(asked), Some(backoff)) => Some(asked.max(backoff)),
+        (asked, backoff) => asked.or(backoff),
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -577,8 +661,24 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// The useful part of an error body: DRF's `{"detail": ...}`, field errors, or the text.
+/// The useful part of an error body (DRF's `{"detail": ...}`, field errors, or the text), with
+/// the key masked before anything is cut (a cut must not leave part of it) and kept short.
 fn error_detail(body: &[u8]) -> String {
+    clip(&crate::logging::redact(&raw_error_detail(body)), MAX_DETAIL)
+}
+
+/// Characters of a server's error message kept for the report.
+const MAX_DETAIL: usize = 2000;
+
+/// `text` cut to `max` characters, with "…" when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn raw_error_detail(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(detail) = value.get("detail").and_then(|d| d.as_str()) {
             return detail.to_string();
@@ -612,16 +712,14 @@ fn error_detail(body: &[u8]) -> String {
     snippet(body)
 }
 
-/// The start of a body, on one line, for messages.
+/// The start of a body, on one line, for messages; the key is masked before the cut.
 pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let text = crate::logging::redact(&String::from_utf8_lossy(body));
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.is_empty() {
         "(empty)".into()
-    } else if body.len() > 300 {
-        format!("{one_line}…")
     } else {
-        one_line
+        clip(&one_line, 300)
     }
 }
 
@@ -637,6 +735,38 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_and_never_shortens_it() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(Some(s(0)), Some(s(2))), Some(s(2)));
+        assert_eq!(retry_delay(Some(s(5)), Some(s(2))), Some(s(5)));
+        assert_eq!(retry_delay(None, Some(s(2))), Some(s(2)));
+        assert_eq!(retry_delay(Some(s(3)), None), Some(s(3)));
+        assert_eq!(retry_delay(None, None), None);
+        assert_eq!(parse_retry_after("-5"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn error_text_is_masked_before_it_is_cut_and_kept_short() {
+        let key = "sk-unit-test-mask-0123456789";
+        crate::logging::register_secret(key);
+        // The key straddles the 300th character: no part of it may survive the cut.
+        let mut body = "x".repeat(290);
+        body.push_str(&format!(" token={key} "));
+        body.push_str(&"y".repeat(100));
+        let cut = snippet(body.as_bytes());
+        assert!(!cut.contains("sk-unit"), "{cut}");
+        assert!(cut.ends_with('…'));
+        let detail =
+            error_detail(format!("{{\"detail\": \"{}{key}\"}}", "z".repeat(5000)).as_bytes());
+        assert!(!detail.contains("sk-unit"));
+        assert_eq!(
+            detail.chars().count(),
+            MAX_DETAIL + 1,
+            "clipped, with an ellipsis"
+        );
     }
 
     #[test]

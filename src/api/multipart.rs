@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use std::path::PathBuf;
 
@@ -80,6 +81,8 @@ pub struct UploadAttempt<T, E> {
     pub content_type: String,
     pub content_length: u64,
     pub producer: JoinHandle<Result<T, ProducerError<E>>>,
+    /// Bytes the connection has taken so far (the counter given to [`channel_body`]).
+    pub progress: Arc<AtomicU64>,
 }
 
 /// Why a body producer stopped.
@@ -116,8 +119,9 @@ impl Client {
                     .header(header::CONTENT_TYPE, attempt.content_type)
                     .header(header::CONTENT_LENGTH, attempt.content_length)
                     .body(attempt.body);
-                let producer = attempt.producer;
-                async move {
+                let (producer, progress) = (attempt.producer, attempt.progress);
+                let stall = self.stall_timeout();
+                let send = async move {
                     match request.send().await {
                         Ok(response) => {
                             check(response).await?;
@@ -135,6 +139,19 @@ impl Client {
                             _ => Err(transport(e)),
                         },
                     }
+                };
+                async move {
+                    tokio::select! {
+                        result = send => result,
+                        () = stalled(&progress, stall) => Err(Failure::Transport {
+                            message: format!(
+                                "no progress for {} (no bytes taken, or no answer after the last \
+                                 one): the connection stalled",
+                                crate::cli::format_duration(stall)
+                            ),
+                            unsent: false,
+                        }),
+                    }
                 }
             })
             .await;
@@ -144,6 +161,24 @@ impl Client {
                 Ok(api) => UploadError::Api(api),
                 Err(source) => UploadError::Source(source),
             }),
+        }
+    }
+}
+
+/// Returns once `progress` has not moved for `limit`. An upload that keeps moving is never cut;
+/// one whose connection stops taking bytes, or whose answer never comes, is.
+async fn stalled(progress: &AtomicU64, limit: Duration) {
+    let tick = limit.min(Duration::from_secs(1));
+    let mut seen = progress.load(Ordering::Relaxed);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= limit {
+            return;
         }
     }
 }
@@ -180,21 +215,32 @@ impl BodySender {
 pub fn channel_body(buffered_chunks: usize, sent: Arc<AtomicU64>) -> (reqwest::Body, BodySender) {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(buffered_chunks);
     let counter = sent;
+    let mut pending = Bytes::new();
+    // Chunks go to the HTTP stack in slices (no copy): the count then follows the connection
+    // closely enough for the progress bar and for telling a slow link from a stalled one.
     let stream = futures_util::stream::poll_fn(move |cx| {
-        let item = rx.poll_recv(cx);
-        if let std::task::Poll::Ready(Some(Ok(chunk))) = &item {
-            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if pending.is_empty() {
+            match std::task::ready!(rx.poll_recv(cx)) {
+                Some(Ok(chunk)) => pending = chunk,
+                other => return std::task::Poll::Ready(other),
+            }
         }
-        item
+        let piece = pending.split_to(pending.len().min(SLICE));
+        counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        std::task::Poll::Ready(Some(Ok(piece)))
     });
     (reqwest::Body::wrap_stream(stream), BodySender { tx })
 }
+
+/// Bytes handed to the HTTP stack at a time.
+const SLICE: usize = 256 * 1024;
 
 /// An attempt that sends `files` as a form, re-reading them from disk; each must still have
 /// the size it had when checked, so a retried request never carries a partial part.
 pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io::Error> {
     let form = Form::new(files.iter().map(|(head, _)| head.clone()).collect());
-    let (body, sender) = channel_body(4, Arc::new(AtomicU64::new(0)));
+    let progress = Arc::new(AtomicU64::new(0));
+    let (body, sender) = channel_body(4, Arc::clone(&progress));
     let paths: Vec<(PathBuf, u64)> = files
         .iter()
         .map(|(head, path)| (path.clone(), head.len))
@@ -240,6 +286,7 @@ pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io
         content_type,
         content_length,
         producer,
+        progress,
     }
 }
 

@@ -35,7 +35,8 @@ pub fn connect_warning(
         &key,
         args.ca_cert.as_deref(),
         RetryPolicy::requests(args.retry_timeout),
-    )?;
+    )?
+    .with_stall_timeout(args.stall_timeout);
     Ok((client, warnings))
 }
 

@@ -213,7 +213,16 @@ async fn wait_for_answer(
             });
         }
         tokio::time::sleep(wait.poll_interval).await;
-        let answer = client.failing_tests(id).await?;
+        // A poll's own retries stay inside --wait-timeout.
+        let left = wait.timeout.saturating_sub(started.elapsed());
+        let Ok(answer) = tokio::time::timeout(left, client.failing_tests(id)).await else {
+            return Err(ApiError::WaitTimeout {
+                waited: started.elapsed(),
+                polls,
+                reason: "Secoda did not answer the last poll in time".to_string(),
+            });
+        };
+        let answer = answer?;
         polls += 1;
         if let Some(settled_by) = settler.observe(&answer) {
             tracing::info!(
@@ -268,6 +277,7 @@ async fn upload(
                 content_type: form.content_type(),
                 content_length: form.content_length(),
                 producer,
+                progress: Arc::clone(&sent),
             }
         })
         .await;

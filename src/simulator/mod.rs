@@ -116,6 +116,7 @@ impl From<&SimulatorArgs> for Options {
             fail_requests: args.fail_requests,
             fail_status: args.fail_status,
             fail_path: args.fail_path.clone(),
+            upload_bytes_per_second: args.upload_bytes_per_second,
             fixed_answer: args.fixed_answer.clone().map(|a| Answer {
                 failing: a.failing,
                 warning: a.warning,
@@ -761,6 +762,7 @@ async fn upload_artifacts(
         .state()
         .take_reset()
         .then(|| declared.unwrap_or(0) / 2);
+    let read_rate = shared.state().options.upload_bytes_per_second;
     let mut body = req.into_body();
     let mut parser = multipart::Parser::new(&boundary);
     let mut events = Vec::new();
@@ -780,6 +782,10 @@ async fn upload_artifacts(
         received += data.len() as u64;
         if cut_at.is_some_and(|cut| received > cut) {
             return Err(Dropped("reset"));
+        }
+        if let Some(rate) = read_rate {
+            // A slow link: this frame's bytes take their time before the next is read.
+            tokio::time::sleep(Duration::from_secs_f64(data.len() as f64 / rate as f64)).await;
         }
         if malformed || parser.push(&data, &mut events).is_err() {
             // Read on to the end, then answer: see `early`.

@@ -24,6 +24,8 @@ pub struct Options {
     pub fail_path: Option<String>,
     /// Every sync ends with this answer, whatever the upload says.
     pub fixed_answer: Option<Answer>,
+    /// Uploads are read no faster than this (a slow link).
+    pub upload_bytes_per_second: Option<u64>,
     pub rate_limit: Option<u32>,
     pub reset_uploads: u32,
     pub latency: Duration,
@@ -355,6 +357,7 @@ mod tests {
             fail_status: 503,
             fail_path: None,
             fixed_answer: None,
+            upload_bytes_per_second: None,
             rate_limit: Some(2),
             reset_uploads: 0,
             latency: Duration::ZERO,

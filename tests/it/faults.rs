@@ -318,6 +318,56 @@ fn ctrl_c_is_exit_130() {
 }
 
 #[test]
+fn ctrl_c_ends_the_process_even_while_a_read_is_blocked() {
+    // A manifest that is a named pipe nobody writes to: the reading thread blocks for good.
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("manifest.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
+    let mut child = std::process::Command::new(exe)
+        .env("SECODA_API_KEY", KEY)
+        .args([
+            "upload",
+            "--no-wait",
+            "--api-url",
+            &sim.url,
+            "--integration-id",
+            INTEGRATION,
+        ])
+        .arg("--manifest")
+        .arg(&fifo)
+        .arg("--run-results")
+        .arg(fixture("build-passing").join("run_results.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(130));
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_gateway_timeout_says_which_proxy_limit_to_raise() {
     let sim = Simulator::start(&["--fail-requests", "100000", "--fail-status", "504"]);
     let target = passing_build();
@@ -327,4 +377,70 @@ fn a_gateway_timeout_says_which_proxy_limit_to_raise() {
         5,
     );
     assert_stderr_contains(&output, "proxy_read_timeout");
+}
+
+#[test]
+fn a_slow_upload_that_keeps_moving_is_never_cut() {
+    // 16 MiB read at 4 MB/s take about 4 s, more than the 3 s stall timeout: the bytes keep
+    // moving (the socket buffers, a few MiB, drain in well under 3 s at the end), so the one
+    // attempt runs to its end.
+    let demo = demo_artifacts();
+    let manifest = std::fs::read(demo.join("manifest.json")).unwrap();
+    let end = manifest.iter().rposition(|b| *b == b'}').unwrap();
+    let mut padded = manifest[..end].to_vec();
+    padded.extend_from_slice(b", \"padding\": \"");
+    padded.extend(std::iter::repeat_n(b'a', 16 << 20));
+    padded.extend_from_slice(b"\"}\n");
+    let target = target_with(None, Some(&demo.join("run_results.json")));
+    std::fs::write(target.path().join("manifest.json"), padded).unwrap();
+
+    let sim = Simulator::start(&["--upload-bytes-per-second", "4000000"]);
+    let started = Instant::now();
+    expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--stall-timeout", "3s"]),
+        1,
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let state = sim.state();
+    assert_eq!(
+        state["requests"][upload_path().as_str()]["200"],
+        1,
+        "{state}"
+    );
+    assert_eq!(state["uploads"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_stalled_upload_is_abandoned_and_retried_within_the_retry_timeout() {
+    // Secoda takes 30 s before it reads or answers anything: each attempt is abandoned after 1 s
+    // without progress, and the command gives up once --retry-timeout has passed.
+    let sim = Simulator::start(&["--latency", "30000"]);
+    let target = failing_build();
+    let started = Instant::now();
+    let output = expect_exit(
+        sim.upload(target.path()).args([
+            "--no-wait",
+            "--stall-timeout",
+            "1s",
+            "--retry-timeout",
+            "3s",
+        ]),
+        5,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_stderr_contains(&output, "the connection stalled");
+    assert!(
+        stderr(&output).matches("retrying in").count() >= 1,
+        "{}",
+        stderr(&output)
+    );
 }
