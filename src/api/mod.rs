@@ -490,23 +490,8 @@ impl Client {
         policy: RetryPolicy,
     ) -> Result<(Response, Attempts), ApiError> {
         let (result, attempts) = self
-            .retrying::<_, std::convert::Infallible, _>(endpoint, policy, || async {
-                let mut request = self
-                    .http
-                    .request(endpoint.method.clone(), endpoint.url.clone());
-                if let Some(body) = body {
-                    request = request
-                        .header(header::CONTENT_TYPE, "application/json")
-                        .body(body.to_vec());
-                }
-                tracing::debug!("{endpoint}");
-                // Small requests: no progress to watch, so the whole attempt is bounded.
-                let response = request
-                    .timeout(self.stall)
-                    .send()
-                    .await
-                    .map_err(transport)?;
-                check(response).await
+            .retrying::<_, std::convert::Infallible, _>(endpoint, policy, || {
+                self.small_request(endpoint, body)
             })
             .await;
         match result {
@@ -515,6 +500,26 @@ impl Client {
                 .error_for(endpoint, failure, attempts)
                 .unwrap_or_else(|never| match never {})),
         }
+    }
+
+    /// One attempt of a request with no body or a small JSON one; the 2xx answer.
+    async fn small_request<E>(
+        &self,
+        endpoint: &Endpoint,
+        body: Option<&[u8]>,
+    ) -> Result<Response, Failure<E>> {
+        let mut request = self
+            .http
+            .request(endpoint.method.clone(), endpoint.url.clone())
+            // No progress to watch in a small request: the whole attempt is bounded instead.
+            .timeout(self.stall);
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        tracing::debug!("{endpoint}");
+        check(request.send().await.map_err(transport)?).await
     }
 
     /// GET `endpoint`, retried, and decode its JSON answer.
@@ -526,12 +531,7 @@ impl Client {
         // other transient failure.
         let (result, attempts) = self
             .retrying::<_, std::convert::Infallible, _>(endpoint, self.retry, || async {
-                tracing::debug!("{endpoint}");
-                let request = self
-                    .http
-                    .request(endpoint.method.clone(), endpoint.url.clone())
-                    .timeout(self.stall);
-                let response = check(request.send().await.map_err(transport)?).await?;
+                let response = self.small_request(endpoint, None).await?;
                 read_capped(response, MAX_ANSWER)
                     .await
                     .map_err(|e| Failure::Transport {

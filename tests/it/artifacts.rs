@@ -137,19 +137,7 @@ fn the_wrong_kind_of_artifact_is_refused() {
 fn a_manifest_of_many_chunks_streams_whole_and_a_flaw_deep_inside_stops_it_before_the_end() {
     // Past the first few 1 MiB chunks the bytes are already on the wire when the flaw is read:
     // the request must still never complete, and the reading thread must not be left behind.
-    let manifest = std::fs::read(demo("manifest.json")).unwrap();
-    let end = manifest.iter().rposition(|b| *b == b'}').unwrap();
-    let padded = |flaw: Option<usize>| {
-        let mut padding = vec![b'a'; 6 << 20];
-        if let Some(at) = flaw {
-            padding[at] = 0x01;
-        }
-        let mut file = manifest[..end].to_vec();
-        file.extend_from_slice(b", \"padding\": \"");
-        file.extend_from_slice(&padding);
-        file.extend_from_slice(b"\"}\n");
-        file
-    };
+    let padded = |flaw: Option<usize>| padded_manifest(6 << 20, flaw);
 
     let target = target_with(None, Some(&demo("run_results.json")));
     let path = target.path().join("manifest.json");

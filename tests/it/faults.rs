@@ -287,10 +287,9 @@ fn a_bad_request_is_exit_4_and_not_retried() {
     assert_eq!(sim.requests(&upload_path()), 1);
 }
 
-#[test]
-fn ctrl_c_is_exit_130() {
-    let sim = Simulator::start(&["--latency", "5000"]);
-    let target = passing_build();
+/// Runs `upload --api-url SIM --integration-id ID ARGS`, sends it Ctrl-C (SIGINT) after 700 ms,
+/// and returns its exit code; fails if it is still running 10 s later.
+fn interrupted_upload(sim: &Simulator, args: &[&std::ffi::OsStr]) -> Option<i32> {
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
     let mut child = std::process::Command::new(exe)
         .env("SECODA_API_KEY", KEY)
@@ -301,48 +300,7 @@ fn ctrl_c_is_exit_130() {
             "--integration-id",
             INTEGRATION,
         ])
-        .arg("--target-dir")
-        .arg(target.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-}
-
-#[test]
-fn ctrl_c_ends_the_process_even_while_a_read_is_blocked() {
-    // A manifest that is a named pipe nobody writes to: the reading thread blocks for good.
-    let sim = Simulator::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("manifest.json");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !made.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: mkfifo is not available");
-        return;
-    }
-    let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
-    let mut child = std::process::Command::new(exe)
-        .env("SECODA_API_KEY", KEY)
-        .args([
-            "upload",
-            "--no-wait",
-            "--api-url",
-            &sim.url,
-            "--integration-id",
-            INTEGRATION,
-        ])
-        .arg("--manifest")
-        .arg(&fifo)
-        .arg("--run-results")
-        .arg(fixture("build-passing").join("run_results.json"))
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -356,8 +314,7 @@ fn ctrl_c_ends_the_process_even_while_a_read_is_blocked() {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(130));
-            break;
+            return status.code();
         }
         if started.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
@@ -365,6 +322,39 @@ fn ctrl_c_ends_the_process_even_while_a_read_is_blocked() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn ctrl_c_is_exit_130() {
+    let sim = Simulator::start(&["--latency", "5000"]);
+    let target = passing_build();
+    let code = interrupted_upload(&sim, &["--target-dir".as_ref(), target.path().as_os_str()]);
+    assert_eq!(code, Some(130));
+}
+
+#[test]
+fn ctrl_c_ends_the_process_even_while_a_read_is_blocked() {
+    // A manifest that is a named pipe nobody writes to: the reading thread blocks for good.
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("manifest.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let run_results = fixture("build-passing").join("run_results.json");
+    let code = interrupted_upload(
+        &sim,
+        &[
+            "--no-wait".as_ref(),
+            "--manifest".as_ref(),
+            fifo.as_os_str(),
+            "--run-results".as_ref(),
+            run_results.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(130));
 }
 
 #[test]
@@ -384,15 +374,12 @@ fn a_slow_upload_that_keeps_moving_is_never_cut() {
     // 16 MiB read at 4 MB/s take about 4 s, more than the 3 s stall timeout: the bytes keep
     // moving (the socket buffers, a few MiB, drain in well under 3 s at the end), so the one
     // attempt runs to its end.
-    let demo = demo_artifacts();
-    let manifest = std::fs::read(demo.join("manifest.json")).unwrap();
-    let end = manifest.iter().rposition(|b| *b == b'}').unwrap();
-    let mut padded = manifest[..end].to_vec();
-    padded.extend_from_slice(b", \"padding\": \"");
-    padded.extend(std::iter::repeat_n(b'a', 16 << 20));
-    padded.extend_from_slice(b"\"}\n");
-    let target = target_with(None, Some(&demo.join("run_results.json")));
-    std::fs::write(target.path().join("manifest.json"), padded).unwrap();
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(16 << 20, None),
+    )
+    .unwrap();
 
     let sim = Simulator::start(&["--upload-bytes-per-second", "4000000"]);
     let started = Instant::now();

@@ -60,15 +60,22 @@ fn rows(readme: &str) -> Vec<Row> {
         .collect()
 }
 
-#[test]
-fn every_real_world_pair_is_classified_as_its_readme_says() {
+/// The corpus folder and its README's rows, or None (with a note) when ../shared is absent.
+fn corpus() -> Option<(std::path::PathBuf, Vec<Row>)> {
     let Some(shared) = shared() else {
         eprintln!("skipped: ../shared/fixtures/real-world is not beside this checkout");
-        return;
+        return None;
     };
     let corpus = shared.join("fixtures/real-world");
     let readme = std::fs::read_to_string(corpus.join("README.md")).expect("the corpus README");
-    let rows = rows(&readme);
+    Some((corpus, rows(&readme)))
+}
+
+#[test]
+fn every_real_world_pair_is_classified_as_its_readme_says() {
+    let Some((corpus, rows)) = corpus() else {
+        return;
+    };
     assert_eq!(rows.len(), 16, "the README lists 16 pairs");
     for row in rows {
         let dir = corpus.join(&row.folder);
@@ -165,15 +172,12 @@ fn windows_paths_are_reported_with_forward_slashes() {
 
 #[test]
 fn every_matching_real_world_pair_uploads_byte_for_byte() {
-    let Some(shared) = shared() else {
-        eprintln!("skipped: ../shared/fixtures/real-world is not beside this checkout");
+    let Some((corpus, rows)) = corpus() else {
         return;
     };
-    let corpus = shared.join("fixtures/real-world");
-    let readme = std::fs::read_to_string(corpus.join("README.md")).expect("the corpus README");
     let sim = Simulator::start(&["--sync-seconds", "0.05"]);
     let mut uploaded = 0;
-    for row in rows(&readme).into_iter().filter(|r| r.ids_match) {
+    for row in rows.into_iter().filter(|r| r.ids_match) {
         let dir = corpus.join(&row.folder);
         let output = sim.upload(&dir).arg("--no-wait").output().unwrap();
         let name = &row.folder;

@@ -296,3 +296,19 @@ pub fn stderr(output: &std::process::Output) -> String {
 pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The demo manifest with a `"padding"` string of `len` bytes added at its end, so it spans
+/// many 1 MiB chunks; `flaw_at` puts a control character (invalid JSON) that far into it.
+pub fn padded_manifest(len: usize, flaw_at: Option<usize>) -> Vec<u8> {
+    let manifest = std::fs::read(demo_artifacts().join("manifest.json")).unwrap();
+    let end = manifest.iter().rposition(|b| *b == b'}').unwrap();
+    let mut padding = vec![b'a'; len];
+    if let Some(at) = flaw_at {
+        padding[at] = 0x01;
+    }
+    let mut file = manifest[..end].to_vec();
+    file.extend_from_slice(b", \"padding\": \"");
+    file.extend_from_slice(&padding);
+    file.extend_from_slice(b"\"}\n");
+    file
+}
