@@ -45,9 +45,9 @@ fn main() {
     let rate = match (kind.as_str(), mode.as_str()) {
         (_, "plain") => best_rate(&data, reps, || NoCapture),
         ("run_results", "visitor") => best_rate(&data, reps, RunResultsVisitor::new),
-        ("manifest", "visitor") => best_rate(&data, reps, || {
-            ManifestVisitor::new(Wanted::Only(Default::default()))
-        }),
+        ("manifest", "visitor") => {
+            best_rate(&data, reps, || ManifestVisitor::new(Wanted::default()))
+        }
         _ => {
             eprintln!("scan_speed: kind is manifest or run_results, mode plain or visitor");
             std::process::exit(2);

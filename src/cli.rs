@@ -1,33 +1,35 @@
-//! The command line: every flag, its environment variable and its help text.
+//! The command line: every flag, its environment variable and its help text, and the turn from
+//! parsed arguments to the plain inputs the commands take.
 //!
-//! Owns the clap definitions only. Turning these raw values into checked settings (URLs, the API
-//! key, artifact paths) is [`crate::config`]'s job; running anything is the commands' job.
+//! Owns the clap definitions (the value enums they use derive `ValueEnum` where they live:
+//! `FailOn` in the pipeline's gate, `OnApiError` in `exit`, `OutputFormat` in `report`,
+//! `LogFormat` in `logging`, `Region` in `config`), which key options came from the environment
+//! (the commands are given the candidates in order), the async runtime, and which command runs.
+//! Nothing below imports this module.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Exit codes, shown in `--help` and kept in step with [`crate::exit::ExitCode`].
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0    success (and --on-api-error warn turned a Secoda error into a warning)
-  1    tests failed (per --fail-on), in the local run_results or in Secoda's answer
-  2    usage or configuration error
-  3    artifacts missing, invalid, truncated or from different dbt invocations
-  4    Secoda refused the request (400, 401, 403, 404, 413, a redirect, ...)
-  5    Secoda unavailable after retries, or timed out waiting for the sync
-  130  interrupted (Ctrl-C or SIGTERM)";
-
-/// The same, on one line, for `-h`.
-pub const EXIT_CODES_SHORT: &str = "Exit codes: 0 ok, 1 tests failed, 2 usage, 3 artifacts, 4 Secoda refused, 5 Secoda unavailable, 130 interrupted (--help explains)";
+use crate::commands::{self, demo, doctor, integrations, slack, upload};
+use crate::config::{ArtifactInput, ConnectionInput, Id, KeyInput, Region, Secret};
+use crate::entities::Entities;
+use crate::env_vars as env;
+use crate::exit::{self, ExitCode, OnApiError};
+use crate::logging::{self, LogFormat};
+use crate::pipeline::{FailOn, Wait};
+use crate::report::OutputFormat;
+use crate::simulator::{self, Naming};
+use crate::units::{parse_duration, parse_duration_at_least};
 
 /// Upload dbt Core artifacts to Secoda, run the dbt sync, and fail CI when tests fail.
 ///
 /// A flag given twice takes its last value, so wrappers can append overrides.
 #[derive(Debug, Parser)]
-#[command(name = "dbt-secoda", version, args_override_self = true, after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "dbt-secoda", version, args_override_self = true, after_help = exit::help_short(), after_long_help = exit::help(), max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,7 +49,7 @@ pub struct Cli {
     pub quiet: bool,
 
     /// Format of the log lines on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DBT_SECODA_LOG_FORMAT", hide_env_values = true, global = true, help_heading = "Global options")]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = env::LOG_FORMAT, hide_env_values = true, global = true, help_heading = "Global options")]
     pub log_format: LogFormat,
 }
 
@@ -55,7 +57,7 @@ pub struct Cli {
 pub enum Command {
     /// Upload target/manifest.json and target/run_results.json, trigger the dbt sync, wait for
     /// Secoda's failing-tests answer and report.
-    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    #[command(after_help = exit::help_short(), after_long_help = exit::help())]
     Upload(UploadArgs),
     /// List, show, create and delete integrations; import metadata from CSV or JSONL.
     #[command(subcommand)]
@@ -65,36 +67,12 @@ pub enum Command {
     Slack(SlackCommand),
     /// Check the setup, one line a check: API reachable, key accepted, integration, proxy and CA,
     /// artifacts in the target folder.
-    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    #[command(after_help = exit::help_short(), after_long_help = exit::help())]
     Doctor(DoctorArgs),
     /// Run a local Secoda API simulator (the Integrations API, in memory, with fault injection).
     Simulator(SimulatorArgs),
     /// Run the whole upload pipeline over bundled example artifacts against the built-in simulator.
     Demo(DemoArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A report for people.
-    Text,
-    /// One JSON document on stdout.
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Region {
-    /// api.secoda.co (app.secoda.co workspaces)
-    Us,
-    /// eapi.secoda.co (eu.secoda.co workspaces)
-    Eu,
-    /// aapi.secoda.co (apac.secoda.co workspaces)
-    Apac,
 }
 
 /// Where Secoda is and how to prove who we are.
@@ -103,76 +81,55 @@ pub enum Region {
 pub struct ConnectionArgs {
     /// Secoda API root, e.g. https://api.secoda.co or https://secoda.example.com/api/v1 for a
     /// self-hosted install. A bare host gets /api/v1 appended. Overrides --region.
-    #[arg(
-        long,
-        env = "SECODA_API_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
+    #[arg(long, env = env::API_URL, hide_env_values = true, value_name = "URL")]
     pub api_url: Option<String>,
 
     /// Secoda cloud region, used when no --api-url is given.
-    #[arg(long, value_enum, default_value_t = Region::Us, env = "SECODA_REGION", hide_env_values = true)]
+    #[arg(long, value_enum, default_value_t = Region::Us, env = env::REGION, hide_env_values = true)]
     pub region: Region,
 
     /// Secoda API key. Prefer the environment variable or --api-key-file: a flag is visible to
     /// other users in the process list.
-    #[arg(
-        long,
-        env = "SECODA_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    #[arg(long, env = env::API_KEY, hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<Secret>,
 
     /// Read the Secoda API key from this file (surrounding whitespace is ignored). A flag beats
     /// an environment variable: --api-key-file is used over SECODA_API_KEY.
-    #[arg(
-        long,
-        env = "SECODA_API_KEY_FILE",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
+    #[arg(long, env = env::API_KEY_FILE, hide_env_values = true, value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
 
     /// Also trust the CA certificates in this PEM file (for TLS-inspecting proxies). The system
     /// store, SSL_CERT_FILE and SSL_CERT_DIR are used as well; HTTPS_PROXY and NO_PROXY are honoured.
-    #[arg(
-        long,
-        env = "SECODA_CA_CERT",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
+    #[arg(long, env = env::CA_CERT, hide_env_values = true, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
     /// Allow plain http:// to a host that is not loopback (the key would travel unencrypted).
-    #[arg(long, env = "SECODA_ALLOW_INSECURE_HTTP", hide_env_values = true, value_parser = BoolishValueParser::new())]
+    #[arg(long, env = env::ALLOW_INSECURE_HTTP, hide_env_values = true, value_parser = BoolishValueParser::new())]
     pub allow_insecure_http: bool,
 
     /// How long to keep retrying one request that fails with a transient error (connection
     /// errors, timeouts, 408, 429, 500, 502, 503, 504).
-    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "DBT_SECODA_RETRY_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = env::RETRY_TIMEOUT, hide_env_values = true, value_name = "DURATION")]
     pub retry_timeout: Duration,
 
     /// How long one request may go without progress (no bytes taken by the connection, or no
     /// answer once everything was sent) before it is abandoned and retried. An upload that keeps
     /// moving is never cut, however long it takes.
-    #[arg(long, default_value = "2m", value_parser = parse_duration, env = "DBT_SECODA_STALL_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = positive_duration, env = env::STALL_TIMEOUT, hide_env_values = true, value_name = "DURATION")]
     pub stall_timeout: Duration,
+
+    /// How many times a request that carries files (an upload, an import) is sent at most,
+    /// retries included, within --retry-timeout.
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=100), env = env::MAX_ATTEMPTS, hide_env_values = true, value_name = "N")]
+    pub max_attempts: u32,
 }
 
 /// Which dbt Core integration.
 #[derive(Debug, Clone, Args)]
 pub struct IntegrationArg {
     /// The dbt Core integration's id (the UUID in the integration's URL in Secoda).
-    #[arg(
-        help_heading = "Connection",
-        long,
-        env = "SECODA_INTEGRATION_ID",
-        hide_env_values = true,
-        value_name = "ID"
-    )]
-    pub integration_id: Option<String>,
+    #[arg(help_heading = "Connection", long, env = env::INTEGRATION_ID, hide_env_values = true, value_name = "ID")]
+    pub integration_id: Option<Id>,
 }
 
 /// Where dbt's artifacts are.
@@ -181,48 +138,53 @@ pub struct IntegrationArg {
 pub struct ArtifactArgs {
     /// dbt's target folder, relative to --project-dir when that is given [default: target, or
     /// target-path from dbt_project.yml]
-    #[arg(
-        long,
-        env = "DBT_TARGET_PATH",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
+    #[arg(long, env = env::TARGET_PATH, hide_env_values = true, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
 
     /// The dbt project folder; its dbt_project.yml's target-path is honoured.
-    #[arg(
-        long,
-        env = "DBT_PROJECT_DIR",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
+    #[arg(long, env = env::PROJECT_DIR, hide_env_values = true, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
 
     /// Use this manifest.json instead of the one in the target folder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = env::MANIFEST, hide_env_values = true, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
 
     /// Use this run_results.json instead of the one in the target folder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = env::RUN_RESULTS, hide_env_values = true, value_name = "FILE")]
     pub run_results: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
-    /// Tests that failed or errored.
-    Error,
-    /// Also tests that warned.
-    Warn,
-    /// Never fail because of tests (still report them).
-    Never,
-}
+/// How a pair is uploaded and judged.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Behaviour")]
+pub struct BehaviourArgs {
+    /// Which tests fail the command (exit 1).
+    #[arg(long, value_enum, default_value_t = FailOn::Error, env = env::FAIL_ON, hide_env_values = true)]
+    pub fail_on: FailOn,
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnApiError {
-    /// Exit 4 or 5.
-    Fail,
-    /// Print a loud warning and let the test gate decide the exit code.
-    Warn,
+    /// What a Secoda error (exit 4 or 5) does.
+    #[arg(long, value_enum, default_value_t = OnApiError::Fail, env = env::ON_API_ERROR, hide_env_values = true)]
+    pub on_api_error: OnApiError,
+
+    /// Do not wait for Secoda's failing-tests answer; the local run_results alone decide.
+    #[arg(long, env = env::NO_WAIT, hide_env_values = true, value_parser = BoolishValueParser::new())]
+    pub no_wait: bool,
+
+    /// How long to wait for the sync's failing-tests answer to settle.
+    #[arg(long, default_value = "10m", value_parser = positive_duration, env = env::WAIT_TIMEOUT, hide_env_values = true, value_name = "DURATION")]
+    pub wait_timeout: Duration,
+
+    /// How often to ask Secoda for the failing-tests answer while waiting (at least 100ms).
+    #[arg(long, default_value = "5s", value_parser = poll_interval, env = env::POLL_INTERVAL, hide_env_values = true, value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// How long to keep retrying the sync trigger while Secoda says a sync is already running (409).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = env::TRIGGER_TIMEOUT, hide_env_values = true, value_name = "DURATION")]
+    pub trigger_timeout: Duration,
+
+    /// Check everything and print the plan (files, sizes, sha256, endpoints); send nothing.
+    #[arg(long, env = env::DRY_RUN, hide_env_values = true, value_parser = BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -236,56 +198,19 @@ pub struct UploadArgs {
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
 
-    /// Which tests fail the command (exit 1).
-    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = FailOn::Error, env = "DBT_SECODA_FAIL_ON", hide_env_values = true)]
-    pub fail_on: FailOn,
-
-    /// What a Secoda error (exit 4 or 5) does.
-    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OnApiError::Fail, env = "DBT_SECODA_ON_API_ERROR", hide_env_values = true)]
-    pub on_api_error: OnApiError,
-
-    /// Do not wait for Secoda's failing-tests answer; the local run_results alone decide.
-    #[arg(
-        long,
-        help_heading = "Behaviour",
-        env = "DBT_SECODA_NO_WAIT",
-        hide_env_values = true,
-        value_parser = BoolishValueParser::new()
-    )]
-    pub no_wait: bool,
-
-    /// How long to wait for the sync's failing-tests answer to settle.
-    #[arg(long, help_heading = "Behaviour", default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_WAIT_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
-    pub wait_timeout: Duration,
-
-    /// How often to ask Secoda for the failing-tests answer while waiting.
-    #[arg(long, help_heading = "Behaviour", default_value = "5s", value_parser = parse_duration, env = "DBT_SECODA_POLL_INTERVAL", hide_env_values = true, value_name = "DURATION")]
-    pub poll_interval: Duration,
-
-    /// How long to keep retrying the sync trigger while Secoda says a sync is already running (409).
-    #[arg(long, help_heading = "Behaviour", default_value = "10m", value_parser = parse_duration, env = "DBT_SECODA_TRIGGER_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
-    pub trigger_timeout: Duration,
+    #[command(flatten)]
+    pub behaviour: BehaviourArgs,
 
     /// Report format on stdout.
-    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OutputFormat::Text, env = "DBT_SECODA_OUTPUT", hide_env_values = true)]
+    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OutputFormat::Text, env = env::OUTPUT, hide_env_values = true)]
     pub output: OutputFormat,
-
-    /// Check everything and print the plan (files, sizes, sha256, endpoints); send nothing.
-    #[arg(
-        long,
-        help_heading = "Behaviour",
-        env = "DBT_SECODA_DRY_RUN",
-        hide_env_values = true,
-        value_parser = BoolishValueParser::new()
-    )]
-    pub dry_run: bool,
 }
 
 /// How results are printed.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
     /// Result format on stdout: a table for people, or JSON.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text, env = "DBT_SECODA_OUTPUT", hide_env_values = true)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, env = env::OUTPUT, hide_env_values = true)]
     pub output: OutputFormat,
 }
 
@@ -304,7 +229,7 @@ pub enum IntegrationsCommand {
     /// Show one integration.
     Get {
         /// The integration's id.
-        id: String,
+        id: Id,
         #[command(flatten)]
         connection: ConnectionArgs,
         #[command(flatten)]
@@ -330,7 +255,7 @@ pub enum IntegrationsCommand {
     /// elsewhere needs --yes.
     Delete {
         /// The integration's id.
-        id: String,
+        id: Id,
         /// Do not ask.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -340,10 +265,10 @@ pub enum IntegrationsCommand {
         output: OutputArgs,
     },
     /// Import tables and columns from a CSV file (checked first; nothing is sent if it is invalid).
-    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    #[command(after_help = exit::help_short(), after_long_help = exit::help())]
     ImportCsv {
         /// The custom integration's id.
-        id: String,
+        id: Id,
         /// The CSV file.
         file: PathBuf,
         /// Check the file only; send nothing (no key needed).
@@ -356,10 +281,10 @@ pub enum IntegrationsCommand {
     },
     /// Import resources (and lineages) from JSONL files (checked first; nothing is sent if a
     /// file is invalid).
-    #[command(after_help = EXIT_CODES_SHORT, after_long_help = EXIT_CODES)]
+    #[command(after_help = exit::help_short(), after_long_help = exit::help())]
     ImportJsonl {
         /// The custom integration's id.
-        id: String,
+        id: Id,
         /// The resources file: one JSON object a line.
         #[arg(long, value_name = "FILE")]
         resources: PathBuf,
@@ -409,22 +334,32 @@ pub struct SimulatorArgs {
     pub listen: std::net::SocketAddr,
 
     /// The API key clients must send as `Authorization: Bearer KEY`.
-    #[arg(
-        long,
-        env = "SECODA_SIMULATOR_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    #[arg(long, env = env::SIMULATOR_API_KEY, hide_env_values = true, value_name = "KEY")]
     pub api_key: Secret,
 
     /// A dbt Core integration to create at start (repeatable).
-    #[arg(long = "dbt-integration", value_name = "ID", default_value = crate::simulator::DEFAULT_DBT_INTEGRATION)]
-    pub dbt_integrations: Vec<String>,
+    #[arg(long = "dbt-integration", value_name = "ID", default_value = simulator::DEFAULT_DBT_INTEGRATION)]
+    pub dbt_integrations: Vec<Id>,
 
     /// How long a triggered dbt sync runs; meanwhile triggers answer 409 and failing_tests answers
-    /// the previous sync's result.
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-    pub sync_seconds: f64,
+    /// the previous sync's result. A list (0.2,30) gives each sync its own length, in turn; the
+    /// last one repeats.
+    #[arg(long, default_value = "2", value_parser = sync_seconds, value_delimiter = ',', value_name = "SECONDS")]
+    pub sync_seconds: Vec<Duration>,
+
+    /// How the failing-tests answer names entities (Secoda's choice is not documented).
+    #[arg(long, value_enum, default_value_t = Naming::Node)]
+    pub entity_names: Naming,
+
+    /// Answers given before the body is read (401, 404) close the connection without reading
+    /// it, as gunicorn does with no proxy in front; the client sees a reset or a broken pipe.
+    #[arg(long)]
+    pub early_close: bool,
+
+    /// Answer 413 before reading any request declaring a larger body, as nginx's
+    /// client_max_body_size does (its default is 1 MiB); what is sent anyway is read and dropped.
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
 
     /// Fault: the first N trigger requests answer 409 (a sync already running).
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -456,8 +391,8 @@ pub struct SimulatorArgs {
     pub latency: u64,
 
     /// Items per page in list answers.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub page_size: usize,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub page_size: u64,
 
     /// List answers as a self-hosted install gives them: next links without /api/v1 and on an
     /// internal host, and "None" for no link.
@@ -468,11 +403,11 @@ pub struct SimulatorArgs {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub upload_bytes_per_second: Option<u64>,
 
-    /// Fault: every sync ends with this answer instead of the one the upload's run_results give,
-    /// as JSON: '{"failing": ["model.shop.orders"], "warning": []}'. For trying out how
+    /// Fault: every sync ends with this answer instead of the one the upload's files give, as
+    /// JSON: '{"failing": ["model.shop.orders"], "warning": []}'. For trying out how
     /// disagreements between Secoda and the local results are reported.
-    #[arg(long, value_name = "JSON", value_parser = parse_fixed_answer)]
-    pub fixed_answer: Option<FixedAnswer>,
+    #[arg(long, value_name = "JSON")]
+    pub fixed_answer: Option<Entities>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -482,80 +417,249 @@ pub struct DemoArgs {
     pub output: OutputFormat,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
-/// The simulator's `--fixed-answer`: entities with failing and warning tests.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixedAnswer {
-    pub failing: Vec<String>,
-    pub warning: Vec<String>,
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_at_least(text, Duration::from_millis(1))
 }
 
-fn parse_fixed_answer(text: &str) -> Result<FixedAnswer, String> {
-    serde_json::from_str(text).map_err(|e| {
-        format!("expected {{\"failing\": [...], \"warning\": [...]}} with entity names: {e}")
-    })
+fn poll_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_at_least(text, Duration::from_millis(100))
 }
 
-/// A key as given on the command line or in the environment. Its `Debug` does not show it, so
-/// the parsed arguments can be logged or printed in a panic without leaking it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(text.to_string()))
-    }
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
+/// Seconds as a number (fractions allowed), at most a day.
+fn sync_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration: use e.g. 500ms, 30s, 10m or 1h"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("{text:?} must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The matches of the subcommand that runs (the deepest one).
+fn leaf(matches: &ArgMatches) -> &ArgMatches {
+    let mut leaf = matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    leaf
+}
+
+/// The connection inputs, with the key's candidates sorted by whether they were typed.
+fn connection(args: &ConnectionArgs, leaf: &ArgMatches) -> ConnectionInput {
+    let from_env = |id: &str| leaf.value_source(id) == Some(ValueSource::EnvVariable);
+    let (typed, env_key) = match (&args.api_key, from_env("api_key")) {
+        (Some(key), true) => (None, Some(key.clone())),
+        (key, _) => (key.clone(), None),
+    };
+    let (typed_file, env_file) = match (&args.api_key_file, from_env("api_key_file")) {
+        (Some(path), true) => (None, Some(path.clone())),
+        (path, _) => (path.clone(), None),
+    };
+    ConnectionInput {
+        api_url: args.api_url.clone(),
+        region: args.region,
+        key: KeyInput {
+            typed,
+            typed_file,
+            env: env_key,
+            env_file,
+        },
+        ca_cert: args.ca_cert.clone(),
+        allow_insecure_http: args.allow_insecure_http,
+        retry_timeout: args.retry_timeout,
+        stall_timeout: args.stall_timeout,
+        max_attempts: args.max_attempts,
+    }
+}
+
+fn artifacts(args: &ArtifactArgs) -> ArtifactInput {
+    ArtifactInput {
+        target_dir: args.target_dir.clone(),
+        project_dir: args.project_dir.clone(),
+        manifest: args.manifest.clone(),
+        run_results: args.run_results.clone(),
+    }
+}
+
+fn options(args: &BehaviourArgs) -> upload::Options {
+    upload::Options {
+        fail_on: args.fail_on,
+        on_api_error: args.on_api_error,
+        wait: (!args.no_wait).then_some(Wait {
+            timeout: args.wait_timeout,
+            poll_interval: args.poll_interval,
+        }),
+        trigger_timeout: args.trigger_timeout,
+        dry_run: args.dry_run,
+    }
+}
+
+fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
+    simulator::Options {
+        api_key: args.api_key.expose().to_string(),
+        dbt_integrations: args.dbt_integrations.iter().map(Id::to_string).collect(),
+        sync: args.sync_seconds.clone(),
+        naming: args.entity_names,
+        early_close: args.early_close,
+        max_body_bytes: args.max_body_bytes,
+        conflicts: args.conflicts,
+        fail_requests: args.fail_requests,
+        fail_status: args.fail_status,
+        fail_path: args.fail_path.clone(),
+        upload_bytes_per_second: args.upload_bytes_per_second,
+        fixed_answer: args.fixed_answer.clone(),
+        rate_limit: args.rate_limit,
+        reset_uploads: args.reset_uploads,
+        latency: Duration::from_millis(args.latency),
+        page_size: args.page_size as usize,
+        self_hosted_links: args.self_hosted_links,
+    }
+}
+
+/// Parses the command line, runs the command, and returns its exit code.
+pub fn main() -> std::process::ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
+    logging::init(cli.verbose, cli.quiet, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            crate::report::print_error(&format!("cannot start the async runtime: {e}"), None);
+            return exit::decide(Some(ExitCode::Usage), false, OnApiError::Fail).into();
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+    let leaf = leaf(&matches);
+    let progress = logging::progress_allowed(cli.quiet);
+    let code = runtime.block_on(dispatch(cli.command, leaf, progress));
+    // A file-reading thread blocked on a hung network mount must not keep the process alive
+    // after the answer is decided (dropping the runtime would wait for it forever).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code.into()
 }
 
-/// Shows a duration the way it is typed on the command line.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(60_000) && ms >= 60_000 {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
+/// clap's own errors and `--help`/`--version`: printed by clap, coded here.
+fn usage(e: clap::Error) -> std::process::ExitCode {
+    let _ = e.print();
+    let code = if e.use_stderr() {
+        exit::decide(Some(ExitCode::Usage), false, OnApiError::Fail)
     } else {
-        format!("{:.1}s", d.as_secs_f64())
+        exit::decide(None, false, OnApiError::Fail)
+    };
+    code.into()
+}
+
+async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCode {
+    match command {
+        Command::Upload(args) => {
+            upload::run(upload::Input {
+                connection: connection(&args.connection, leaf),
+                integration: args.integration.integration_id.clone(),
+                artifacts: artifacts(&args.artifacts),
+                options: options(&args.behaviour),
+                output: args.output,
+                progress: progress && args.output == OutputFormat::Text,
+            })
+            .await
+        }
+        Command::Integrations(cmd) => {
+            let (input, connection_args, output) = integrations_input(cmd);
+            integrations::run(input, connection(&connection_args, leaf), output).await
+        }
+        Command::Slack(SlackCommand::Conversations {
+            connection: c,
+            output,
+        }) => slack::conversations(connection(&c, leaf), output.output).await,
+        Command::Doctor(args) => {
+            doctor::run(doctor::Input {
+                connection: connection(&args.connection, leaf),
+                integration: args.integration.integration_id.clone(),
+                artifacts: artifacts(&args.artifacts),
+                output: args.output.output,
+            })
+            .await
+        }
+        Command::Simulator(args) => {
+            commands::simulator::run(args.listen, simulator_options(&args)).await
+        }
+        Command::Demo(args) => {
+            demo::run(args.output, progress && args.output == OutputFormat::Text).await
+        }
+    }
+}
+
+fn integrations_input(
+    cmd: IntegrationsCommand,
+) -> (integrations::Input, ConnectionArgs, OutputFormat) {
+    use integrations::Input;
+    match cmd {
+        IntegrationsCommand::List {
+            kind,
+            connection,
+            output,
+        } => (Input::List { kind }, connection, output.output),
+        IntegrationsCommand::Get {
+            id,
+            connection,
+            output,
+        } => (Input::Get { id }, connection, output.output),
+        IntegrationsCommand::Create {
+            name,
+            kind,
+            teams,
+            connection,
+            output,
+        } => (
+            Input::Create { name, kind, teams },
+            connection,
+            output.output,
+        ),
+        IntegrationsCommand::Delete {
+            id,
+            yes,
+            connection,
+            output,
+        } => (Input::Delete { id, yes }, connection, output.output),
+        IntegrationsCommand::ImportCsv {
+            id,
+            file,
+            dry_run,
+            connection,
+            output,
+        } => (
+            Input::ImportCsv { id, file, dry_run },
+            connection,
+            output.output,
+        ),
+        IntegrationsCommand::ImportJsonl {
+            id,
+            resources,
+            lineages,
+            external_parents,
+            dry_run,
+            connection,
+            output,
+        } => (
+            Input::ImportJsonl {
+                id,
+                resources,
+                lineages,
+                external_parents,
+                dry_run,
+            },
+            connection,
+            output.output,
+        ),
     }
 }
 
@@ -564,27 +668,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_and_print_as_typed() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
-    }
-
-    #[test]
     fn the_command_line_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 
     #[test]
     fn parsed_arguments_never_show_a_key() {
-        use clap::Parser;
         let key = "sk-live-0123456789abcdef";
         for argv in [
             vec!["dbt-secoda", "upload", "--api-key", key],
@@ -597,5 +686,32 @@ mod tests {
             assert!(!shown.contains(key), "{argv:?}: {shown}");
             assert!(shown.contains("Secret(***)"), "{shown}");
         }
+    }
+
+    #[test]
+    fn durations_and_ids_are_checked_where_they_are_typed() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ());
+        assert!(parse(&["dbt-secoda", "upload", "--poll-interval", "0"]).is_err());
+        assert!(parse(&["dbt-secoda", "upload", "--poll-interval", "100ms"]).is_ok());
+        assert!(
+            parse(&[
+                "dbt-secoda",
+                "simulator",
+                "--api-key",
+                "k",
+                "--sync-seconds",
+                "inf"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "dbt-secoda",
+                "integrations",
+                "get",
+                "../dbt/x/failing_tests"
+            ])
+            .is_err()
+        );
     }
 }

@@ -1,19 +1,24 @@
-//! Resolved settings: flags and environment turned into checked values.
+//! Resolved settings: plain values (from the command line, the environment, or code) turned into
+//! checked types.
 //!
 //! Owns the API root (region, bare hosts, known wrong hosts, the plain-http rule), the API key
-//! (which never leaves [`ApiKey`] except as an HTTP header), and where the artifacts are (target
-//! folder, `dbt_project.yml`'s `target-path`, single-file overrides). Flag > environment >
-//! default is clap's job, except between the two ways to give the key (see [`api_key`]); this
-//! module checks and combines.
+//! (which never leaves [`ApiKey`] except as an HTTP header, and whose source is named in messages
+//! without showing it), ids safe in a URL path ([`Id`]), and where the artifacts are (target
+//! folder, `dbt_project.yml`'s `target-path`, single-file overrides). [`ConnectionInput`] becomes
+//! a [`Connection`], which is all the HTTP client needs. Which flag came from the environment is
+//! the command line's business; this module is given the candidates in order.
 //! It does not read artifacts or talk to Secoda.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::cli::{ArtifactArgs, ConnectionArgs, Region};
+use crate::env_vars;
+use crate::exit::{ExitCode, Failure};
+use crate::files::{self, OpenError};
 
 /// A configuration problem (exit 2). `hint` says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -22,73 +27,104 @@ pub enum ConfigError {
     MissingKey,
     #[error("both --api-key and --api-key-file were given")]
     TwoKeys,
-    #[error("cannot read the API key file {path}: {source}", path = .path.display())]
-    KeyFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read the API key file {path}: {reason}", path = .path.display())]
+    KeyFile { path: PathBuf, reason: String },
     #[error("the API key {source_desc} is empty")]
     EmptyKey { source_desc: String },
     #[error("the API key {source_desc} contains characters an HTTP header cannot carry")]
     InvalidKey { source_desc: String },
     #[error("no dbt integration id was given")]
     MissingIntegration,
-    #[error("the integration id {0:?} is not usable in a URL path")]
-    InvalidIntegration(String),
     #[error("the API URL {url:?} is not valid: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("refusing to send the API key over plain http to {host}")]
     InsecureHttp { host: String },
-    #[error("cannot read the CA certificate file {path}: {reason}", path = .path.display())]
-    CaCert { path: PathBuf, reason: String },
     #[error("{path} not found: --project-dir must be a dbt project folder", path = .path.display())]
     NoProjectFile { path: PathBuf },
-    #[error("cannot read {path}: {source}", path = .path.display())]
-    ProjectFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("refusing to {what} without --yes: there is no terminal to ask on")]
-    NeedsConfirmation { what: String },
-    #[error("not confirmed: nothing was deleted")]
-    NotConfirmed,
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {reason}", path = .path.display())]
+    ProjectFile { path: PathBuf, reason: String },
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
+impl Failure for ConfigError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
         Some(match self {
-            ConfigError::MissingKey => {
-                "set SECODA_API_KEY, or pass --api-key-file FILE (create a key in Secoda under Settings → API)".into()
-            }
+            ConfigError::MissingKey => format!(
+                "set {}, or pass --api-key-file FILE (create a key in Secoda under Settings → API)",
+                env_vars::API_KEY
+            ),
             ConfigError::TwoKeys => "pass the key one way only".into(),
-            ConfigError::KeyFile { .. } => "check the path given to --api-key-file / SECODA_API_KEY_FILE".into(),
+            ConfigError::KeyFile { .. } => format!(
+                "check the path given to --api-key-file / {}",
+                env_vars::API_KEY_FILE
+            ),
             ConfigError::EmptyKey { .. } | ConfigError::InvalidKey { .. } => {
                 "copy the key again from Secoda (Settings → API); it is one line of printable characters".into()
             }
-            ConfigError::MissingIntegration => {
-                "pass --integration-id or set SECODA_INTEGRATION_ID: the UUID in the dbt Core integration's URL in Secoda"
-                    .into()
-            }
-            ConfigError::InvalidIntegration(_) => "use the integration's UUID as shown in its URL in Secoda".into(),
+            ConfigError::MissingIntegration => format!(
+                "pass --integration-id or set {}: the UUID in the dbt Core integration's URL in Secoda",
+                env_vars::INTEGRATION_ID
+            ),
             ConfigError::InvalidUrl { .. } => {
                 "use e.g. https://api.secoda.co, https://eapi.secoda.co or https://secoda.example.com/api/v1".into()
             }
             ConfigError::InsecureHttp { .. } => {
                 "use https://, or pass --allow-insecure-http if this host is on a network you trust".into()
             }
-            ConfigError::CaCert { .. } => "--ca-cert takes a PEM file with one or more CA certificates".into(),
-            ConfigError::NoProjectFile { .. } | ConfigError::ProjectFile { .. } => {
-                "point --project-dir (or DBT_PROJECT_DIR) at the folder holding dbt_project.yml".into()
-            }
-            ConfigError::Listen { .. } => "pick another --listen address or port".into(),
-            ConfigError::NeedsConfirmation { .. } => "pass --yes to confirm in scripts and CI".into(),
-            ConfigError::NotConfirmed => return None,
+            ConfigError::NoProjectFile { .. } | ConfigError::ProjectFile { .. } => format!(
+                "point --project-dir (or {}) at the folder holding dbt_project.yml",
+                env_vars::PROJECT_DIR
+            ),
         })
+    }
+}
+
+/// Secoda's cloud regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Region {
+    /// api.secoda.co (app.secoda.co workspaces)
+    Us,
+    /// eapi.secoda.co (eu.secoda.co workspaces)
+    Eu,
+    /// aapi.secoda.co (apac.secoda.co workspaces)
+    Apac,
+}
+
+impl Region {
+    fn api_host(self) -> &'static str {
+        match self {
+            Region::Us => "api.secoda.co",
+            Region::Eu => "eapi.secoda.co",
+            Region::Apac => "aapi.secoda.co",
+        }
+    }
+}
+
+/// A key as given on the command line or in the environment. Its `Debug` does not show it, so
+/// parsed arguments can be logged or printed in a panic without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_string()))
     }
 }
 
@@ -104,7 +140,7 @@ impl fmt::Display for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeySource::Flag => f.write_str("from --api-key"),
-            KeySource::Env => f.write_str("from SECODA_API_KEY"),
+            KeySource::Env => write!(f, "from {}", env_vars::API_KEY),
             KeySource::File(path) => write!(f, "from the file {}", path.display()),
         }
     }
@@ -118,7 +154,7 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    pub fn new(secret: String, source: KeySource) -> Result<ApiKey, ConfigError> {
+    pub fn new(secret: &str, source: KeySource) -> Result<ApiKey, ConfigError> {
         let secret = secret.trim().to_string();
         if secret.is_empty() {
             return Err(ConfigError::EmptyKey {
@@ -155,38 +191,41 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Which key options clap took from the environment rather than the command line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KeyOrigins {
-    /// `--api-key` came from SECODA_API_KEY.
-    pub key_from_env: bool,
-    /// `--api-key-file` came from SECODA_API_KEY_FILE.
-    pub file_from_env: bool,
+/// The ways a key was given, each as typed or from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct KeyInput {
+    /// `--api-key` typed on the command line.
+    pub typed: Option<Secret>,
+    /// `--api-key-file` typed on the command line.
+    pub typed_file: Option<PathBuf>,
+    /// SECODA_API_KEY.
+    pub env: Option<Secret>,
+    /// SECODA_API_KEY_FILE.
+    pub env_file: Option<PathBuf>,
 }
 
-/// The key: a flag beats the environment, and `--api-key` beats `--api-key-file` at the same
-/// level (so an organisation-wide SECODA_API_KEY does not stop one step from passing a file).
-pub fn api_key(args: &ConnectionArgs, origins: KeyOrigins) -> Result<ApiKey, ConfigError> {
-    let from_flag = |key: &str| ApiKey::new(key.to_string(), KeySource::Flag);
-    let from_env = |key: &str| ApiKey::new(key.to_string(), KeySource::Env);
-    let from_file = |path: &PathBuf| {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
-            path: path.clone(),
-            source,
-        })?;
-        ApiKey::new(text, KeySource::File(path.clone()))
-    };
-    let key = args.api_key.as_ref().map(crate::cli::Secret::expose);
-    let file = args.api_key_file.as_ref();
-    match (key, file) {
-        (Some(_), Some(_)) if !origins.key_from_env && !origins.file_from_env => {
-            Err(ConfigError::TwoKeys)
+impl KeyInput {
+    /// The key: a flag beats the environment, and `--api-key` beats `--api-key-file` at the same
+    /// level (so an organisation-wide SECODA_API_KEY does not stop one step from passing a file).
+    pub fn resolve(&self) -> Result<ApiKey, ConfigError> {
+        let from_file = |path: &PathBuf| {
+            let bytes = files::read_regular(path).map_err(|e| ConfigError::KeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            ApiKey::new(
+                &String::from_utf8_lossy(&bytes),
+                KeySource::File(path.clone()),
+            )
+        };
+        match (&self.typed, &self.typed_file, &self.env, &self.env_file) {
+            (Some(_), Some(_), _, _) => Err(ConfigError::TwoKeys),
+            (Some(key), None, _, _) => ApiKey::new(key.expose(), KeySource::Flag),
+            (None, Some(path), _, _) => from_file(path),
+            (None, None, Some(key), _) => ApiKey::new(key.expose(), KeySource::Env),
+            (None, None, None, Some(path)) => from_file(path),
+            (None, None, None, None) => Err(ConfigError::MissingKey),
         }
-        (Some(key), _) if !origins.key_from_env => from_flag(key),
-        (_, Some(path)) if !origins.file_from_env => from_file(path),
-        (Some(key), _) => from_env(key),
-        (None, Some(path)) => from_file(path),
-        (None, None) => Err(ConfigError::MissingKey),
     }
 }
 
@@ -195,6 +234,50 @@ pub fn api_key(args: &ConnectionArgs, origins: KeyOrigins) -> Result<ApiKey, Con
 pub struct ApiRoot(Url);
 
 impl ApiRoot {
+    /// The root of a region's cloud API.
+    pub fn of_region(region: Region) -> ApiRoot {
+        let url = format!("https://{}/api/v1", region.api_host());
+        ApiRoot(Url::parse(&url).unwrap_or_else(|e| unreachable!("{url}: {e}")))
+    }
+
+    /// A root as given by `--api-url`: a bare host gets https and `/api/v1`; plain http only to
+    /// loopback unless `allow_insecure_http`. Returns warnings for hosts known to be wrong.
+    pub fn parse(
+        given: &str,
+        allow_insecure_http: bool,
+    ) -> Result<(ApiRoot, Vec<String>), ConfigError> {
+        let given = given.trim();
+        let with_scheme = if given.contains("://") {
+            given.to_string()
+        } else {
+            format!("https://{given}")
+        };
+        let invalid = |reason: String| ConfigError::InvalidUrl {
+            url: given.to_string(),
+            reason,
+        };
+        let mut url = Url::parse(&with_scheme).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "the scheme must be https (or http), not {}",
+                url.scheme()
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("an API root has no query or fragment".into()));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("it has no host".into()))?
+            .to_ascii_lowercase();
+        if url.scheme() == "http" && !is_loopback(&host) && !allow_insecure_http {
+            return Err(ConfigError::InsecureHttp { host });
+        }
+        let path = url.path().trim_end_matches('/').to_string();
+        url.set_path(if path.is_empty() { "/api/v1" } else { &path });
+        Ok((ApiRoot(url), host_warnings(&host)))
+    }
+
     /// The URL of an endpoint below the root; `path` has no leading slash and ends with `/`,
     /// as every Secoda endpoint does.
     pub fn join(&self, path: &str) -> Url {
@@ -212,57 +295,6 @@ impl fmt::Display for ApiRoot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.as_str().trim_end_matches('/'))
     }
-}
-
-/// The API root from `--api-url` or `--region`, and warnings for hosts known to be wrong.
-pub fn api_root(args: &ConnectionArgs) -> Result<(ApiRoot, Vec<String>), ConfigError> {
-    let Some(given) = args
-        .api_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-    else {
-        let host = match args.region {
-            Region::Us => "api.secoda.co",
-            Region::Eu => "eapi.secoda.co",
-            Region::Apac => "aapi.secoda.co",
-        };
-        let url =
-            Url::parse(&format!("https://{host}/api/v1")).map_err(|e| ConfigError::InvalidUrl {
-                url: host.into(),
-                reason: e.to_string(),
-            })?;
-        return Ok((ApiRoot(url), Vec::new()));
-    };
-    let with_scheme = if given.contains("://") {
-        given.to_string()
-    } else {
-        format!("https://{given}")
-    };
-    let invalid = |reason: String| ConfigError::InvalidUrl {
-        url: given.to_string(),
-        reason,
-    };
-    let mut url = Url::parse(&with_scheme).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
-            "the scheme must be https (or http), not {}",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("an API root has no query or fragment".into()));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| invalid("it has no host".into()))?
-        .to_ascii_lowercase();
-    if url.scheme() == "http" && !is_loopback(&host) && !args.allow_insecure_http {
-        return Err(ConfigError::InsecureHttp { host });
-    }
-    let path = url.path().trim_end_matches('/').to_string();
-    url.set_path(if path.is_empty() { "/api/v1" } else { &path });
-    Ok((ApiRoot(url), host_warnings(&host)))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -293,19 +325,121 @@ fn host_warnings(host: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// An integration id checked to be safe as one URL path segment.
-pub fn integration_id(given: Option<&str>) -> Result<String, ConfigError> {
-    let id = given
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(ConfigError::MissingIntegration)?;
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ConfigError::InvalidIntegration(id.to_string()));
+/// Where Secoda is and how to reach it, as given.
+#[derive(Debug, Clone)]
+pub struct ConnectionInput {
+    pub api_url: Option<String>,
+    pub region: Region,
+    pub key: KeyInput,
+    pub ca_cert: Option<PathBuf>,
+    pub allow_insecure_http: bool,
+    pub retry_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+/// Where Secoda is and how to reach it, checked: all the HTTP client needs.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub root: ApiRoot,
+    pub key: ApiKey,
+    /// Extra CA certificates (PEM) to trust beside the system's.
+    pub ca_cert: Option<PathBuf>,
+    /// How long one request is retried on transient failures.
+    pub retry_timeout: Duration,
+    /// How long one attempt may make no progress before it is abandoned.
+    pub stall_timeout: Duration,
+    /// How many times a request that carries a body (an upload) is sent at most.
+    pub max_attempts: u32,
+}
+
+/// The defaults the command line documents.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+
+impl Connection {
+    /// A connection with the documented defaults.
+    pub fn new(root: ApiRoot, key: ApiKey) -> Connection {
+        Connection {
+            root,
+            key,
+            ca_cert: None,
+            retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
     }
-    Ok(id.to_string())
+}
+
+impl ConnectionInput {
+    /// The connection, and warnings about the host worth showing.
+    pub fn resolve(&self) -> Result<(Connection, Vec<String>), ConfigError> {
+        let (root, warnings) = match self
+            .api_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            Some(given) => ApiRoot::parse(given, self.allow_insecure_http)?,
+            None => (ApiRoot::of_region(self.region), Vec::new()),
+        };
+        let connection = Connection {
+            key: self.key.resolve()?,
+            root,
+            ca_cert: self.ca_cert.clone(),
+            retry_timeout: self.retry_timeout,
+            stall_timeout: self.stall_timeout,
+            max_attempts: self.max_attempts,
+        };
+        Ok((connection, warnings))
+    }
+}
+
+/// An id safe as one URL path segment (letters, digits, `-`, `_`): integration ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Id(String);
+
+impl Id {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Id {
+    type Err = String;
+
+    fn from_str(given: &str) -> Result<Self, Self::Err> {
+        let id = given.trim();
+        if id.is_empty() {
+            return Err("an id cannot be empty".into());
+        }
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "{id:?} is not an id: use the UUID shown in the integration's URL in Secoda \
+                 (letters, digits and '-' only)"
+            ));
+        }
+        Ok(Id(id.to_string()))
+    }
+}
+
+/// Where the artifacts are, as given.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactInput {
+    pub target_dir: Option<PathBuf>,
+    pub project_dir: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
+    pub run_results: Option<PathBuf>,
 }
 
 /// Where the two artifacts are.
@@ -316,44 +450,62 @@ pub struct ArtifactPaths {
     pub run_results: PathBuf,
 }
 
-/// Resolves the target folder as dbt does: `--target-dir`/DBT_TARGET_PATH, else `target-path`
-/// from the project's dbt_project.yml, else `target`; relative to the project folder.
-pub fn artifact_paths(args: &ArtifactArgs) -> Result<ArtifactPaths, ConfigError> {
-    let project = args.project_dir.as_deref();
-    let target = match (&args.target_dir, project) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(project)) => {
-            PathBuf::from(project_target_path(project)?.unwrap_or_else(|| "target".into()))
+impl ArtifactPaths {
+    /// The pair dbt writes in `target_dir`.
+    pub fn in_target(target_dir: &Path) -> ArtifactPaths {
+        ArtifactPaths {
+            target_dir: target_dir.to_path_buf(),
+            manifest: target_dir.join("manifest.json"),
+            run_results: target_dir.join("run_results.json"),
         }
-        (None, None) => PathBuf::from("target"),
-    };
-    let target_dir = match project {
-        Some(project) if target.is_relative() => project.join(target),
-        _ => target,
-    };
-    Ok(ArtifactPaths {
-        manifest: args
-            .manifest
-            .clone()
-            .unwrap_or_else(|| target_dir.join("manifest.json")),
-        run_results: args
-            .run_results
-            .clone()
-            .unwrap_or_else(|| target_dir.join("run_results.json")),
-        target_dir,
-    })
+    }
+}
+
+impl ArtifactInput {
+    /// Whether the user said where the artifacts are (rather than relying on `./target`).
+    pub fn is_named(&self) -> bool {
+        self.target_dir.is_some() || self.project_dir.is_some() || self.manifest.is_some()
+    }
+
+    /// Resolves the target folder as dbt does: `--target-dir`/DBT_TARGET_PATH, else `target-path`
+    /// from the project's dbt_project.yml, else `target`; relative to the project folder.
+    pub fn resolve(&self) -> Result<ArtifactPaths, ConfigError> {
+        let project = self.project_dir.as_deref();
+        let target = match (&self.target_dir, project) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(project)) => {
+                PathBuf::from(project_target_path(project)?.unwrap_or_else(|| "target".into()))
+            }
+            (None, None) => PathBuf::from("target"),
+        };
+        let target_dir = match project {
+            Some(project) if target.is_relative() => project.join(target),
+            _ => target,
+        };
+        let mut paths = ArtifactPaths::in_target(&target_dir);
+        if let Some(m) = &self.manifest {
+            paths.manifest = m.clone();
+        }
+        if let Some(r) = &self.run_results {
+            paths.run_results = r.clone();
+        }
+        Ok(paths)
+    }
 }
 
 /// `target-path` from `<project>/dbt_project.yml`: a top-level scalar, the only key read.
 fn project_target_path(project: &Path) -> Result<Option<String>, ConfigError> {
     let path = project.join("dbt_project.yml");
-    let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ConfigError::NoProjectFile { path: path.clone() },
-        _ => ConfigError::ProjectFile {
+    let bytes = files::read_regular(&path).map_err(|e| match e {
+        OpenError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            ConfigError::NoProjectFile { path: path.clone() }
+        }
+        other => ConfigError::ProjectFile {
             path: path.clone(),
-            source,
+            reason: other.to_string(),
         },
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     Ok(text.lines().find_map(|line| {
         let value = line
             .strip_prefix("target-path")?
@@ -388,33 +540,18 @@ fn strip_yaml_comment(value: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn connection(url: Option<&str>) -> ConnectionArgs {
-        ConnectionArgs {
-            api_url: url.map(String::from),
-            region: Region::Us,
-            api_key: None,
-            api_key_file: None,
-            ca_cert: None,
-            allow_insecure_http: false,
-            retry_timeout: std::time::Duration::from_secs(1),
-            stall_timeout: std::time::Duration::from_secs(1),
-        }
-    }
-
     fn root(url: &str) -> Result<String, ConfigError> {
-        api_root(&connection(Some(url))).map(|(r, _)| r.to_string())
+        ApiRoot::parse(url, false).map(|(r, _)| r.to_string())
     }
 
     #[test]
     fn api_roots_follow_the_documented_hosts() {
         assert_eq!(
-            api_root(&connection(None)).unwrap().0.to_string(),
+            ApiRoot::of_region(Region::Us).to_string(),
             "https://api.secoda.co/api/v1"
         );
-        let mut eu = connection(None);
-        eu.region = Region::Eu;
         assert_eq!(
-            api_root(&eu).unwrap().0.to_string(),
+            ApiRoot::of_region(Region::Eu).to_string(),
             "https://eapi.secoda.co/api/v1"
         );
         assert_eq!(
@@ -445,7 +582,7 @@ mod tests {
             root("ftp://x"),
             Err(ConfigError::InvalidUrl { .. })
         ));
-        let (r, _) = api_root(&connection(Some("https://api.secoda.co"))).unwrap();
+        let (r, _) = ApiRoot::parse("https://api.secoda.co", false).unwrap();
         assert_eq!(
             r.join("integration/dbt/abc/trigger/").as_str(),
             "https://api.secoda.co/api/v1/integration/dbt/abc/trigger/"
@@ -459,11 +596,11 @@ mod tests {
             "https://api.secoda.com",
             "https://app.secoda.co",
         ] {
-            let (_, warnings) = api_root(&connection(Some(host))).unwrap();
+            let (_, warnings) = ApiRoot::parse(host, false).unwrap();
             assert_eq!(warnings.len(), 1, "{host}");
         }
         assert!(
-            api_root(&connection(Some("https://aapi.secoda.co")))
+            ApiRoot::parse("https://aapi.secoda.co", false)
                 .unwrap()
                 .1
                 .is_empty()
@@ -471,17 +608,39 @@ mod tests {
     }
 
     #[test]
-    fn the_key_never_shows() {
-        let key = ApiKey::new("  sk-very-secret-value\n".into(), KeySource::Env).unwrap();
+    fn the_key_never_shows_and_a_typed_flag_wins() {
+        let key = ApiKey::new("  sk-very-secret-value\n", KeySource::Env).unwrap();
         assert!(!format!("{key:?} {key}").contains("very-secret"));
         assert!(matches!(
-            ApiKey::new(" \n".into(), KeySource::Env),
+            ApiKey::new(" \n", KeySource::Env),
             Err(ConfigError::EmptyKey { .. })
         ));
         assert!(matches!(
-            ApiKey::new("a b".into(), KeySource::Flag),
+            ApiKey::new("a b", KeySource::Flag),
             Err(ConfigError::InvalidKey { .. })
         ));
+        let secret = |s: &str| Some(s.parse::<Secret>().unwrap());
+        let input = KeyInput {
+            typed: None,
+            typed_file: None,
+            env: secret("sk-from-the-env"),
+            env_file: None,
+        };
+        assert_eq!(input.resolve().unwrap().source, KeySource::Env);
+        let both = KeyInput {
+            typed: secret("sk-typed-value"),
+            typed_file: Some("f".into()),
+            ..input
+        };
+        assert!(matches!(both.resolve(), Err(ConfigError::TwoKeys)));
+    }
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert!("5ec0da00-0000-4000-8000-00000000db70".parse::<Id>().is_ok());
+        for bad in ["../dbt/x/failing_tests", "a/b", "", "a b", "x?y"] {
+            assert!(bad.parse::<Id>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -492,29 +651,27 @@ mod tests {
             "name: x\n  target-path: nested\ntarget-path: \"build/out\"  # moved\n",
         )
         .unwrap();
-        let args = ArtifactArgs {
-            target_dir: None,
+        let input = ArtifactInput {
             project_dir: Some(dir.path().into()),
-            manifest: None,
-            run_results: None,
+            ..ArtifactInput::default()
         };
-        let paths = artifact_paths(&args).unwrap();
+        let paths = input.resolve().unwrap();
         assert_eq!(paths.manifest, dir.path().join("build/out/manifest.json"));
-        let args = ArtifactArgs {
+        let input = ArtifactInput {
             target_dir: Some("t2".into()),
-            ..args
+            ..input
         };
         assert_eq!(
-            artifact_paths(&args).unwrap().run_results,
+            input.resolve().unwrap().run_results,
             dir.path().join("t2/run_results.json")
         );
-        let args = ArtifactArgs {
+        let input = ArtifactInput {
             project_dir: Some(dir.path().join("nope")),
             target_dir: None,
-            ..args
+            ..input
         };
         assert!(matches!(
-            artifact_paths(&args),
+            input.resolve(),
             Err(ConfigError::NoProjectFile { .. })
         ));
     }

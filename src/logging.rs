@@ -1,9 +1,9 @@
 //! Logs on stderr, colour rules, and the last line of defence for the API key.
 //!
-//! Owns the tracing subscriber (levels from `-v`/`-q` or `RUST_LOG`, text or JSON lines), the
-//! `NO_COLOR`/terminal rules every renderer follows, and [`redact`]: every byte written to
-//! stderr or stdout by dbt-secoda, and every panic message, passes through it, so a key that
-//! slipped into a message (say, echoed back by a server) is still never printed.
+//! Owns the tracing subscriber (levels from `-v`/`-q` or `RUST_LOG`, text or JSON lines), whether
+//! live progress may be drawn, and [`redact`]: every byte written to stderr or stdout by
+//! dbt-secoda, and every panic message, passes through it, so a key that slipped into a message
+//! (say, echoed back by a server) is still never printed. A leaf beside [`crate::style`].
 //! It does not decide what to log.
 
 use std::io::{self, IsTerminal, Write};
@@ -12,7 +12,16 @@ use std::sync::{Mutex, OnceLock};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::cli::LogFormat;
+use crate::style::use_color;
+
+/// Format of the log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -37,11 +46,6 @@ pub fn redact(text: &str) -> String {
     secrets
         .iter()
         .fold(text.to_string(), |acc, s| acc.replace(s.as_str(), "***"))
-}
-
-/// Whether colour is allowed on a stream: it is a terminal and NO_COLOR is unset or empty.
-pub fn use_color(stream_is_terminal: bool) -> bool {
-    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Whether live progress may be drawn on stderr: a terminal, not a CI log, not `-q`.
@@ -107,7 +111,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
             (false, 2) => "debug",
             (false, _) => "trace",
         };
-        let filter = EnvFilter::try_from_default_env()
+        let filter = EnvFilter::try_from_env(crate::env_vars::RUST_LOG)
             .unwrap_or_else(|_| EnvFilter::new(format!("{theirs},dbt_secoda={ours}")));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)

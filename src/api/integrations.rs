@@ -13,8 +13,11 @@ use std::path::PathBuf;
 use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
+use super::client::Client;
+use super::error::{ApiError, Endpoint, snippet};
 use super::multipart::{PartHead, UploadError, files_attempt};
-use super::{ApiError, Client, Endpoint, RetryPolicy};
+use super::retry::RetryPolicy;
+use crate::config::Id;
 
 /// More pages than this is taken for a loop in the next links.
 const MAX_PAGES: u32 = 10_000;
@@ -113,8 +116,13 @@ impl Client {
         Ok(Listing { items, pages })
     }
 
+    /// GET one page of `integration/integrations/`: needs a valid key and nothing else.
+    pub async fn integrations_page(&self) -> Result<Value, ApiError> {
+        self.get_json(&self.integrations(Method::GET, "")).await
+    }
+
     /// GET `integration/integrations/{id}/`.
-    pub async fn get_integration(&self, id: &str) -> Result<Value, ApiError> {
+    pub async fn get_integration(&self, id: &Id) -> Result<Value, ApiError> {
         self.get_json(&self.integrations(Method::GET, &format!("{id}/")))
             .await
     }
@@ -131,10 +139,10 @@ impl Client {
         let body = json!({ "name": name, "type": kind, "teams": teams, "credentials": {} });
         let policy = RetryPolicy {
             once: true,
-            ..self.retry
+            ..self.retry_policy()
         };
         let (response, _) = self
-            .send_with(&endpoint, Some(body.to_string().as_bytes()), policy)
+            .send(&endpoint, Some(body.to_string().as_bytes()), policy)
             .await?;
         let bytes = response.bytes().await.unwrap_or_default();
         serde_json::from_slice(&bytes).map_err(|e| ApiError::BadResponse {
@@ -144,12 +152,12 @@ impl Client {
     }
 
     /// DELETE `integration/integrations/{id}/`: the integration and every resource it brought in.
-    pub async fn delete_integration(&self, id: &str) -> Result<(), ApiError> {
+    pub async fn delete_integration(&self, id: &Id) -> Result<(), ApiError> {
         let policy = RetryPolicy {
             once: true,
-            ..self.retry
+            ..self.retry_policy()
         };
-        self.send_with(
+        self.send(
             &self.integrations(Method::DELETE, &format!("{id}/")),
             None,
             policy,
@@ -159,25 +167,18 @@ impl Client {
     }
 
     /// POST a metadata file (or two) as multipart to `import_metadata/` or
-    /// `import_jsonl_metadata/`, streamed from disk and re-read on every attempt.
+    /// `import_jsonl_metadata/`, streamed from disk and re-read on every attempt. A file that
+    /// changed size since it was checked stops the upload (`UploadError::Source`).
     pub async fn import_files(
         &self,
-        id: &str,
+        id: &Id,
         action: &str,
         files: &[(PartHead, PathBuf)],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), UploadError<std::io::Error>> {
         let endpoint = self.integrations(Method::POST, &format!("{id}/{action}/"));
-        match self.post_streamed(&endpoint, || files_attempt(files)).await {
-            Ok(((), _)) => Ok(()),
-            Err(UploadError::Api(e)) => Err(e),
-            Err(UploadError::Source(e)) => Err(ApiError::Unavailable {
-                endpoint,
-                attempts: 1,
-                elapsed: std::time::Duration::ZERO,
-                last: e.to_string(),
-                status: None,
-            }),
-        }
+        self.post_streamed(&endpoint, || files_attempt(files))
+            .await
+            .map(|((), _)| ())
     }
 
     /// GET the Slack conversations (`/api/v2/integration_v2/slack/conversations/list/`).
@@ -201,7 +202,7 @@ impl Client {
                 endpoint,
                 detail: format!(
                     "expected a list, got {}",
-                    super::snippet(other.to_string().as_bytes())
+                    snippet(other.to_string().as_bytes())
                 ),
             }),
         }

@@ -18,7 +18,10 @@ use reqwest::header;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{ApiError, Attempts, Client, Endpoint, Failure, check, transport};
+use super::client::{Client, check, transport};
+use super::error::{ApiError, Endpoint};
+use super::retry::{Attempts, Fault, retrying};
+use crate::units::format_duration;
 
 /// One file part's header fields and size.
 #[derive(Debug, Clone)]
@@ -73,7 +76,8 @@ impl Form {
 }
 
 /// The receiving end went away: the request was abandoned.
-pub use crate::artifacts::Stopped;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
 
 /// One attempt's request body and the thread producing it.
 pub struct UploadAttempt<T, E> {
@@ -110,51 +114,50 @@ impl Client {
         mut make: impl FnMut() -> UploadAttempt<T, E>,
     ) -> Result<(T, Attempts), UploadError<E>> {
         let endpoint = endpoint.clone();
-        let (result, attempts) = self
-            .retrying(&endpoint, self.retry, || {
-                let attempt = make();
-                let request = self
-                    .http()
-                    .post(endpoint.url.clone())
-                    .header(header::CONTENT_TYPE, attempt.content_type)
-                    .header(header::CONTENT_LENGTH, attempt.content_length)
-                    .body(attempt.body);
-                let (producer, progress) = (attempt.producer, attempt.progress);
-                let stall = self.stall_timeout();
-                let send = async move {
-                    match request.send().await {
-                        Ok(response) => {
-                            check(response).await?;
-                            match joined(producer.await) {
-                                Ok(output) => Ok(output),
-                                Err(ProducerError::Failed(e)) => Err(Failure::Source(e)),
-                                Err(ProducerError::Stopped) => Err(Failure::Transport {
-                                    message: "the upload ended before its body was complete".into(),
-                                    unsent: false,
-                                }),
-                            }
+        let (result, attempts) = retrying(&endpoint, self.body_policy(), || {
+            let attempt = make();
+            let request = self
+                .http()
+                .post(endpoint.url.clone())
+                .header(header::CONTENT_TYPE, attempt.content_type)
+                .header(header::CONTENT_LENGTH, attempt.content_length)
+                .body(attempt.body);
+            let (producer, progress) = (attempt.producer, attempt.progress);
+            let stall = self.stall_timeout();
+            let send = async move {
+                match request.send().await {
+                    Ok(response) => {
+                        check(response).await?;
+                        match joined(producer.await) {
+                            Ok(output) => Ok(output),
+                            Err(ProducerError::Failed(e)) => Err(Fault::Source(e)),
+                            Err(ProducerError::Stopped) => Err(Fault::Transport {
+                                message: "the upload ended before its body was complete".into(),
+                                unsent: false,
+                            }),
                         }
-                        Err(e) => match joined(producer.await) {
-                            Err(ProducerError::Failed(source)) => Err(Failure::Source(source)),
-                            _ => Err(transport(e)),
-                        },
                     }
-                };
-                async move {
-                    tokio::select! {
-                        result = send => result,
-                        () = stalled(&progress, stall) => Err(Failure::Transport {
-                            message: format!(
-                                "no progress for {} (no bytes taken, or no answer after the last \
-                                 one): the connection stalled",
-                                crate::cli::format_duration(stall)
-                            ),
-                            unsent: false,
-                        }),
-                    }
+                    Err(e) => match joined(producer.await) {
+                        Err(ProducerError::Failed(source)) => Err(Fault::Source(source)),
+                        _ => Err(transport(e)),
+                    },
                 }
-            })
-            .await;
+            };
+            async move {
+                tokio::select! {
+                    result = send => result,
+                    () = stalled(&progress, stall) => Err(Fault::Transport {
+                        message: format!(
+                            "no progress for {} (no bytes taken, or no answer after the last \
+                             one): the connection stalled",
+                            format_duration(stall)
+                        ),
+                        unsent: false,
+                    }),
+                }
+            }
+        })
+        .await;
         match result {
             Ok(output) => Ok((output, attempts)),
             Err(failure) => Err(match self.error_for(&endpoint, failure, attempts) {

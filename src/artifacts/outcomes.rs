@@ -374,23 +374,13 @@ impl NodeFacts {
     }
 }
 
-/// Which manifest nodes to keep facts for.
-#[derive(Debug, Clone)]
-pub enum Wanted {
-    /// These unique_ids.
-    Only(HashSet<String>),
-    /// Every test and unit test.
-    AllTests,
-}
+/// Which manifest nodes to keep facts for: these unique_ids.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted(pub HashSet<String>);
 
 impl Wanted {
     fn wants(&self, unique_id: &str) -> bool {
-        match self {
-            Wanted::Only(ids) => ids.contains(unique_id),
-            Wanted::AllTests => {
-                unique_id.starts_with("test.") || unique_id.starts_with("unit_test.")
-            }
-        }
+        self.0.contains(unique_id)
     }
 }
 
@@ -602,8 +592,7 @@ mod tests {
             "test.p.singular",
             "unit_test.p.fct.totals",
         ];
-        let visitor =
-            ManifestVisitor::new(Wanted::Only(wanted.iter().map(|s| s.to_string()).collect()));
+        let visitor = ManifestVisitor::new(Wanted(wanted.iter().map(|s| s.to_string()).collect()));
         let (id, facts) = scan(visitor, doc).finish();
         assert_eq!(id.as_deref(), Some("i-1"));
         assert_eq!(facts.len(), 3);

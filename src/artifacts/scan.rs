@@ -269,11 +269,6 @@ impl<V: Visitor> Scanner<V> {
         &self.visitor
     }
 
-    /// Bytes fed so far.
-    pub fn position(&self) -> u64 {
-        self.offset
-    }
-
     /// True once the top-level value is complete (only whitespace may follow).
     pub fn is_complete(&self) -> bool {
         self.state == State::Done

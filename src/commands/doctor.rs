@@ -1,21 +1,36 @@
 //! `dbt-secoda doctor`: is everything in place for an upload? One line a check, with a hint when
-//! one fails. The exit code is the usual one for the first problem by precedence (configuration,
-//! artifacts, Secoda refusing, Secoda unavailable).
+//! one fails. The exit code is the usual one for the worst problem found (configuration,
+//! artifacts, Secoda refusing, Secoda unavailable). A doctor answers in seconds: requests are
+//! not retried, and each has a short timeout.
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Output, connect};
-use crate::Error;
-use crate::api::ApiError;
+use super::{Error, Output, connect, finish, interruptible};
+use crate::api::Client;
 use crate::artifacts;
-use crate::cli::{DoctorArgs, OutputFormat};
-use crate::config;
-use crate::exit::{self, ExitCode};
-use crate::logging::{print_stdout, use_color};
+use crate::config::{ArtifactInput, ConnectionInput, Id};
+use crate::exit::{self, ExitCode, Failure};
+use crate::logging::print_stdout;
+use crate::report::OutputFormat;
+use crate::report::table::cell;
+use crate::style::Paint;
+use crate::units::count;
+
+/// How long one of doctor's requests may take, connecting included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `doctor` was asked to check.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub connection: ConnectionInput,
+    pub integration: Option<Id>,
+    pub artifacts: ArtifactInput,
+    pub output: OutputFormat,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,45 +48,97 @@ struct Check {
     detail: String,
     hint: Option<String>,
     #[serde(skip)]
-    error: Option<Error>,
+    code: Option<ExitCode>,
 }
 
 impl Check {
-    fn ok(name: &'static str, detail: String) -> Check {
+    fn new(name: &'static str, status: Status, detail: String) -> Check {
         Check {
             name,
-            status: Status::Ok,
+            status,
             detail,
             hint: None,
-            error: None,
+            code: None,
         }
     }
-    fn info(name: &'static str, detail: String) -> Check {
-        Check {
-            name,
-            status: Status::Info,
-            detail,
-            hint: None,
-            error: None,
-        }
-    }
-    fn skipped(name: &'static str, detail: &str) -> Check {
-        Check {
-            name,
-            status: Status::Skipped,
-            detail: detail.into(),
-            hint: None,
-            error: None,
-        }
-    }
-    fn failed(name: &'static str, error: Error) -> Check {
+    fn failed(name: &'static str, error: &dyn Failure) -> Check {
         Check {
             name,
             status: Status::Failed,
             detail: error.to_string(),
             hint: error.hint(),
-            error: Some(error),
+            code: Some(error.exit_code()),
         }
+    }
+}
+
+/// The integration exists but is not a dbt Core one: uploads to it would be refused.
+#[derive(Debug, thiserror::Error)]
+#[error("integration {id} is of type {kind:?}, not dbt: uploads need a dbt Core integration")]
+struct NotDbt {
+    id: Id,
+    kind: String,
+}
+
+impl Failure for NotDbt {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Refused
+    }
+    fn hint(&self) -> Option<String> {
+        Some(
+            "use the id of a dbt Core integration (Integrations → dbt Core in Secoda; the UUID in its URL)"
+                .into(),
+        )
+    }
+}
+
+pub async fn run(input: Input) -> ExitCode {
+    let checks = match interruptible(async { Ok(checks(&input).await) }).await {
+        Ok(checks) => checks,
+        Err(e) => return finish(Err(e), input.output),
+    };
+    let code = exit::worst(checks.iter().filter_map(|c| c.code));
+    let output = render(&checks, code);
+    match input.output {
+        OutputFormat::Json => print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&output.json).unwrap_or_default()
+        )),
+        OutputFormat::Text => print_stdout(&output.text),
+    }
+    code
+}
+
+fn render(checks: &[Check], code: ExitCode) -> Output {
+    let p = Paint::stdout();
+    let tag = |status: Status| match status {
+        Status::Ok => p.green("ok  "),
+        Status::Failed => p.red("FAIL"),
+        Status::Skipped => p.dim("skip"),
+        Status::Info => p.cyan("info"),
+    };
+    let mut text = String::new();
+    for check in checks {
+        let _ = writeln!(
+            text,
+            "{}  {:<20} {}",
+            tag(check.status),
+            check.name,
+            check.detail.replace('\n', "\n      ")
+        );
+        if let Some(hint) = &check.hint {
+            let _ = writeln!(text, "      hint: {hint}");
+        }
+    }
+    let failed = checks.iter().filter(|c| c.status == Status::Failed).count() as u64;
+    if failed == 0 {
+        text.push_str("everything checked is in order\n");
+    } else {
+        let _ = writeln!(text, "{} (exit {})", count(failed, "problem"), code.code());
+    }
+    Output {
+        json: json!({ "exit_code": code.code(), "checks": checks }),
+        text,
     }
 }
 
@@ -92,102 +159,66 @@ fn env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-pub async fn command(args: DoctorArgs, origins: crate::config::KeyOrigins) -> ExitCode {
-    let checks = match crate::interruptible(async { Ok(run(&args, origins).await) }).await {
-        Ok(checks) => checks,
-        Err(e) => return super::finish(Err(e), args.output.output),
-    };
-    // The first problem by the usual precedence decides the code.
-    let code = checks
-        .iter()
-        .filter_map(|c| c.error.as_ref())
-        .map(exit::for_error)
-        .min_by_key(|code| match code {
-            ExitCode::Interrupted => 0,
-            ExitCode::Usage => 1,
-            ExitCode::Artifacts => 2,
-            ExitCode::Refused => 3,
-            _ => 4,
-        })
-        .unwrap_or(ExitCode::Success);
-    let output = render(&checks, code);
-    match args.output.output {
-        OutputFormat::Json => print_stdout(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&output.json).unwrap_or_default()
-        )),
-        OutputFormat::Text => print_stdout(&output.text),
+async fn checks(input: &Input) -> Vec<Check> {
+    let mut checks = vec![proxy(), certificates(&input.connection)];
+    // A doctor reports what it sees: no retries, and short timeouts.
+    let mut connection = input.connection.clone();
+    connection.retry_timeout = Duration::ZERO;
+    connection.stall_timeout = connection.stall_timeout.min(REQUEST_TIMEOUT);
+    match connect(&connection) {
+        Ok((client, resolved, _)) => {
+            checks.push(Check::new(
+                "configuration",
+                Status::Ok,
+                format!("API root {}", resolved.root),
+            ));
+            let reached = reachable(&client).await;
+            let unreachable = reached.code == Some(ExitCode::Unavailable);
+            checks.push(reached);
+            if unreachable {
+                // Every other request would fail the same way, each after its own timeout.
+                for name in ["API key accepted", "dbt integration"] {
+                    checks.push(Check::new(
+                        name,
+                        Status::Skipped,
+                        "the API is not reachable".into(),
+                    ));
+                }
+            } else {
+                checks.push(key_accepted(&client).await);
+                checks.push(dbt_integration(&client, input.integration.as_ref()).await);
+            }
+        }
+        Err(e) => {
+            checks.push(Check::failed("configuration", &e));
+            for name in ["API reachable", "API key accepted", "dbt integration"] {
+                checks.push(Check::new(
+                    name,
+                    Status::Skipped,
+                    "the configuration is incomplete".into(),
+                ));
+            }
+        }
     }
-    code
+    checks.push(check_artifacts(&input.artifacts).await);
+    checks
 }
 
-fn render(checks: &[Check], code: ExitCode) -> Output {
-    use std::io::IsTerminal;
-    let color = use_color(std::io::stdout().is_terminal());
-    let paint = |status: Status| {
-        let (text, code) = match status {
-            Status::Ok => ("ok  ", "32"),
-            Status::Failed => ("FAIL", "1;31"),
-            Status::Skipped => ("skip", "2"),
-            Status::Info => ("info", "36"),
-        };
-        if color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    };
-    let mut text = String::new();
-    for check in checks {
-        let _ = writeln!(
-            text,
-            "{}  {:<20} {}",
-            paint(check.status),
-            check.name,
-            check.detail.replace('\n', "\n      ")
-        );
-        if let Some(hint) = &check.hint {
-            let _ = writeln!(text, "      hint: {hint}");
-        }
-    }
-    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
-    let _ = writeln!(
-        text,
-        "{}",
-        if failed == 0 {
-            "everything checked is in order".to_string()
-        } else {
-            format!(
-                "{failed} problem{} (exit {})",
-                if failed == 1 { "" } else { "s" },
-                code.code()
-            )
-        }
-    );
-    Output {
-        json: json!({ "exit_code": code.code(), "checks": checks }),
-        text,
-    }
-}
-
-async fn run(args: &DoctorArgs, origins: crate::config::KeyOrigins) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let connection = &args.connection;
-
-    // Where the requests go, and through what.
+fn proxy() -> Check {
     let proxies: Vec<String> = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"]
         .iter()
         .filter_map(|name| env(name).map(|v| format!("{name}={}", without_credentials(&v))))
         .collect();
-    checks.push(Check::info(
-        "proxy",
-        if proxies.is_empty() {
-            "none: connecting directly".into()
-        } else {
-            proxies.join(", ")
-        },
-    ));
-    let ca = match (
+    let detail = if proxies.is_empty() {
+        "none: connecting directly".into()
+    } else {
+        proxies.join(", ")
+    };
+    Check::new("proxy", Status::Info, detail)
+}
+
+fn certificates(connection: &ConnectionInput) -> Check {
+    let detail = match (
         &connection.ca_cert,
         env("SSL_CERT_FILE"),
         env("SSL_CERT_DIR"),
@@ -197,131 +228,102 @@ async fn run(args: &DoctorArgs, origins: crate::config::KeyOrigins) -> Vec<Check
         (None, None, Some(dir)) => format!("{dir} (SSL_CERT_DIR)"),
         (None, None, None) => "the system's certificate store".into(),
     };
-    checks.push(Check::info("certificates", ca));
-
-    let client = match connect(connection, origins) {
-        Ok(client) => {
-            checks.push(Check::ok(
-                "configuration",
-                format!("API root {}", client.root()),
-            ));
-            Some(client)
-        }
-        Err(e) => {
-            checks.push(Check::failed("configuration", e.into()));
-            None
-        }
-    };
-    match &client {
-        Some(client) => {
-            let started = Instant::now();
-            match client.healthcheck().await {
-                Ok(answer) => checks.push(Check::ok(
-                    "API reachable",
-                    format!(
-                        "healthcheck answered {} in {} ms",
-                        answer,
-                        started.elapsed().as_millis()
-                    ),
-                )),
-                Err(e) => checks.push(Check::failed("API reachable", e.into())),
-            }
-            // One page of the integration list needs a valid key and nothing else.
-            match client
-                .get_json::<serde_json::Value>(
-                    &client.endpoint(reqwest::Method::GET, "integration/integrations/"),
-                )
-                .await
-            {
-                Ok(page) => checks.push(Check::ok(
-                    "API key accepted",
-                    format!(
-                        "{} integration{} visible",
-                        page.get("count").map_or("some".into(), |c| c.to_string()),
-                        if page.get("count").and_then(|c| c.as_u64()) == Some(1) {
-                            ""
-                        } else {
-                            "s"
-                        }
-                    ),
-                )),
-                Err(e) => checks.push(Check::failed("API key accepted", e.into())),
-            }
-            match config::integration_id(args.integration.integration_id.as_deref()) {
-                Err(_) if args.integration.integration_id.is_none() => checks.push(Check::skipped(
-                    "dbt integration",
-                    "no --integration-id / SECODA_INTEGRATION_ID given",
-                )),
-                Err(e) => checks.push(Check::failed("dbt integration", e.into())),
-                Ok(id) => match client.get_integration(&id).await {
-                    Ok(found) if found.get("type").and_then(|t| t.as_str()) == Some("dbt") => {
-                        checks.push(Check::ok(
-                            "dbt integration",
-                            format!(
-                                "{id} ({}) is a dbt Core integration",
-                                super::cell(found.get("name"))
-                            ),
-                        ))
-                    }
-                    Ok(found) => {
-                        let error = ApiError::Rejected {
-                            endpoint: client.endpoint(
-                                reqwest::Method::GET,
-                                &format!("integration/integrations/{id}/"),
-                            ),
-                            status: 200,
-                            detail: format!(
-                                "integration {id} is of type {:?}, not dbt: uploads need a dbt Core integration",
-                                super::cell(found.get("type"))
-                            ),
-                        };
-                        checks.push(Check::failed("dbt integration", error.into()));
-                    }
-                    Err(e) => checks.push(Check::failed("dbt integration", e.into())),
-                },
-            }
-        }
-        None => {
-            for name in ["API reachable", "API key accepted", "dbt integration"] {
-                checks.push(Check::skipped(name, "the configuration is incomplete"));
-            }
-        }
-    }
-    checks.push(check_artifacts(args).await);
-    checks
+    Check::new("certificates", Status::Info, detail)
 }
 
-async fn check_artifacts(args: &DoctorArgs) -> Check {
-    const NAME: &str = "artifacts";
-    let paths = match config::artifact_paths(&args.artifacts) {
-        Ok(paths) => paths,
-        Err(e) => return Check::failed(NAME, e.into()),
-    };
-    let named = args.artifacts.target_dir.is_some()
-        || args.artifacts.project_dir.is_some()
-        || args.artifacts.manifest.is_some();
-    if !named && !paths.target_dir.exists() {
-        return Check::skipped(
+async fn reachable(client: &Client) -> Check {
+    const NAME: &str = "API reachable";
+    let started = Instant::now();
+    match client.healthcheck().await {
+        Ok(answer) => Check::new(
             NAME,
-            "no target/ folder here (point --target-dir or --project-dir at one)",
+            Status::Ok,
+            format!(
+                "healthcheck answered {answer} in {} ms",
+                started.elapsed().as_millis()
+            ),
+        ),
+        Err(e) => Check::failed(NAME, &e),
+    }
+}
+
+/// One page of the integration list needs a valid key and nothing else.
+async fn key_accepted(client: &Client) -> Check {
+    const NAME: &str = "API key accepted";
+    match client.integrations_page().await {
+        Ok(page) => {
+            let visible = page.get("count").and_then(|c| c.as_u64());
+            let detail = match visible {
+                Some(n) => format!("{} visible", count(n, "integration")),
+                None => "some integrations visible".into(),
+            };
+            Check::new(NAME, Status::Ok, detail)
+        }
+        Err(e) => Check::failed(NAME, &e),
+    }
+}
+
+async fn dbt_integration(client: &Client, id: Option<&Id>) -> Check {
+    const NAME: &str = "dbt integration";
+    let Some(id) = id else {
+        return Check::new(
+            NAME,
+            Status::Skipped,
+            format!(
+                "no --integration-id / {} given",
+                crate::env_vars::INTEGRATION_ID
+            ),
+        );
+    };
+    match client.get_integration(id).await {
+        Ok(found) if found.get("type").and_then(|t| t.as_str()) == Some("dbt") => Check::new(
+            NAME,
+            Status::Ok,
+            format!(
+                "{id} ({}) is a dbt Core integration",
+                cell(found.get("name"))
+            ),
+        ),
+        Ok(found) => Check::failed(
+            NAME,
+            &NotDbt {
+                id: id.clone(),
+                kind: cell(found.get("type")),
+            },
+        ),
+        Err(e) => Check::failed(NAME, &e),
+    }
+}
+
+async fn check_artifacts(input: &ArtifactInput) -> Check {
+    const NAME: &str = "artifacts";
+    let paths = match input.resolve() {
+        Ok(paths) => paths,
+        Err(e) => return Check::failed(NAME, &Error::from(e)),
+    };
+    if !input.is_named() && !paths.target_dir.exists() {
+        return Check::new(
+            NAME,
+            Status::Skipped,
+            "no target/ folder here (point --target-dir or --project-dir at one)".into(),
         );
     }
-    let task = tokio::task::spawn_blocking(move || {
-        artifacts::check_pair(&paths.manifest, &paths.run_results)
-    });
-    match task.await {
-        Ok(Ok((pair, run))) => Check::ok(
+    let checked =
+        crate::blocking::run(move || artifacts::check_pair(&paths.manifest, &paths.run_results))
+            .await;
+    match checked {
+        Ok((pair, run)) => Check::new(
             NAME,
+            Status::Ok,
             format!(
-                "{} are a complete pair: dbt {}, {} tests ({} failing)",
+                "{} are a complete pair: dbt {}, {} ({} failing)",
                 pair.describe(),
                 run.command.as_deref().unwrap_or("?"),
-                run.test_count(),
+                count(run.test_count(), "test"),
                 run.count(artifacts::Level::Failing)
             ),
         ),
-        Ok(Err(e)) => Check::failed(NAME, e.into()),
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
+        Err(e) => Check::failed(NAME, &e),
     }
 }
 

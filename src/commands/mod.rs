@@ -1,54 +1,140 @@
-//! The commands beside `upload`: `integrations`, `slack` and `doctor`.
+//! The command entry points, one file a command: each takes plain inputs the command line built,
+//! does its work with the layers below, prints its result, and returns the exit code
+//! [`crate::exit`] decided.
 //!
-//! Owns what each command does with the client and how its result is printed (a table for
-//! people, or JSON), with the same exit-code contract as `upload`: the error decides the code
-//! through [`crate::exit`]. It does not talk HTTP itself ([`crate::api`]) or check import files
-//! ([`crate::imports`]).
+//! Owns the commands layer's [`Error`] (every error a command can end with), the way the
+//! listing commands print a result or an error ([`Output`], [`finish`]), and stopping a command
+//! at Ctrl-C or SIGTERM. It does not parse flags ([`crate::cli`]) or talk HTTP ([`crate::api`]).
 
+pub mod demo;
 pub mod doctor;
 pub mod integrations;
+pub mod simulator;
+pub mod slack;
+pub mod upload;
 
-use std::fmt::Write;
-use std::io::IsTerminal;
+use std::future::Future;
 
 use serde_json::{Value, json};
 
-use crate::Error;
-use crate::api::{Client, RetryPolicy};
-use crate::cli::{ConnectionArgs, OutputFormat};
-use crate::config::{self, ConfigError};
-use crate::exit::{self, ExitCode};
-use crate::logging::{print_stderr, print_stdout, use_color};
+use crate::api::{ApiError, Client, SetupError};
+use crate::artifacts::ArtifactError;
+use crate::config::{ConfigError, Connection, ConnectionInput};
+use crate::exit::{self, ExitCode, Failure, OnApiError};
+use crate::imports::ImportError;
+use crate::logging::print_stdout;
+use crate::report::{OutputFormat, print_failure};
+use crate::signals::Signals;
 
-/// A client for the connection flags, and warnings about the host (also logged).
-pub fn connect_warning(
-    args: &ConnectionArgs,
-    origins: crate::config::KeyOrigins,
-) -> Result<(Client, Vec<String>), ConfigError> {
-    let (root, warnings) = config::api_root(args)?;
+/// A problem with how a command was asked for that no lower layer owns (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Everything a command can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// Boxed: a Secoda error carries the endpoint, and errors travel by value.
+    #[error(transparent)]
+    Api(Box<ApiError>),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::Api(Box::new(e))
+    }
+}
+
+impl Failure for Error {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Config(e) => e.exit_code(),
+            Error::Setup(e) => e.exit_code(),
+            Error::Artifact(e) => e.exit_code(),
+            Error::Import(e) => e.exit_code(),
+            Error::Api(e) => e.exit_code(),
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Interrupted => ExitCode::Interrupted,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => e.hint(),
+            Error::Setup(e) => e.hint(),
+            Error::Artifact(e) => e.hint(),
+            Error::Import(e) => e.hint(),
+            Error::Api(e) => e.hint(),
+            Error::Usage(e) => e.hint.clone(),
+            Error::Interrupted => None,
+        }
+    }
+}
+
+/// A client for the connection, with the host's warnings logged once.
+pub fn connect(input: &ConnectionInput) -> Result<(Client, Connection, Vec<String>), Error> {
+    let (connection, warnings) = input.resolve()?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let key = config::api_key(args, origins)?;
-    let client = Client::new(
-        root,
-        &key,
-        args.ca_cert.as_deref(),
-        RetryPolicy::requests(args.retry_timeout),
-    )?
-    .with_stall_timeout(args.stall_timeout);
-    Ok((client, warnings))
+    let client = Client::new(&connection)?;
+    Ok((client, connection, warnings))
 }
 
-/// A client for the connection flags.
-pub fn connect(
-    args: &ConnectionArgs,
-    origins: crate::config::KeyOrigins,
-) -> Result<Client, ConfigError> {
-    connect_warning(args, origins).map(|(client, _)| client)
+/// Runs `work` unless Ctrl-C or SIGTERM comes first (then `Error::Interrupted`).
+pub async fn interruptible<T>(work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let mut signals = Signals::new();
+    tokio::select! {
+        result = work => result,
+        _ = signals.next() => Err(Error::Interrupted),
+    }
 }
 
-/// What a command produced: JSON for `--output json`, and text for people.
+/// Runs one pipeline; Ctrl-C or SIGTERM stop it at once (exit 130).
+pub async fn run_pipeline(
+    client: &Client,
+    job: &crate::pipeline::Job,
+    sink: &dyn crate::report::Sink,
+) -> (crate::report::Report, ExitCode) {
+    let cancel = crate::pipeline::Cancel::default();
+    let mut signals = Signals::new();
+    let run = crate::pipeline::run(client, job, sink, &cancel);
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            finished = &mut run => return finished,
+            signal = signals.next() => {
+                tracing::info!("{signal}: stopping");
+                cancel.abort();
+            }
+        }
+    }
+}
+
+/// The sink for one run's report on stdout.
+pub fn sink_for(output: OutputFormat, progress: bool) -> Box<dyn crate::report::Sink> {
+    match output {
+        OutputFormat::Text => Box::new(crate::report::sink::Text::new(progress)),
+        OutputFormat::Json => Box::new(crate::report::sink::JsonDocument),
+    }
+}
+
+/// What a listing command produced: JSON for `--output json`, and text for people.
 pub struct Output {
     pub json: Value,
     pub text: String,
@@ -56,112 +142,22 @@ pub struct Output {
 
 /// Prints the result (or the error, with its hint) and returns the exit code.
 pub fn finish(result: Result<Output, Error>, output: OutputFormat) -> ExitCode {
+    let pretty =
+        |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let failure = result.as_ref().err().map(Failure::exit_code);
+    let code = exit::decide(failure, false, OnApiError::Fail);
     match result {
-        Ok(out) => {
-            match output {
-                OutputFormat::Json => print_stdout(&format!("{}\n", pretty(&out.json))),
-                OutputFormat::Text => print_stdout(&out.text),
-            }
-            ExitCode::Success
-        }
+        Ok(out) => match output {
+            OutputFormat::Json => print_stdout(&format!("{}\n", pretty(&out.json))),
+            OutputFormat::Text => print_stdout(&out.text),
+        },
         Err(error) => {
-            let code = exit::for_error(&error);
-            let hint = error.hint();
-            let mut text = format!("error: {error}\n");
-            if let Some(hint) = &hint {
-                let _ = writeln!(text, "hint: {hint}");
-            }
-            print_stderr(&text);
+            print_failure(&error);
             if output == OutputFormat::Json {
-                let doc = json!({ "exit_code": code.code(), "error": { "message": error.to_string(), "hint": hint } });
+                let doc = json!({ "exit_code": code.code(), "error": { "message": error.to_string(), "hint": error.hint() } });
                 print_stdout(&format!("{}\n", pretty(&doc)));
             }
-            code
         }
     }
-}
-
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-}
-
-/// A plain table: a header row, then rows, columns padded to their widest cell (at most 60).
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    const MAX: usize = 60;
-    let clip = |cell: &str| -> String {
-        let one_line = cell.replace(['\n', '\r'], " ");
-        if one_line.chars().count() > MAX {
-            format!("{}…", one_line.chars().take(MAX - 1).collect::<String>())
-        } else {
-            one_line
-        }
-    };
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| clip(c)).collect())
-        .collect();
-    for row in &cells {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let bold = use_color(std::io::stdout().is_terminal());
-    let mut out = String::new();
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_string()
-    };
-    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let head = line(&head);
-    let _ = writeln!(
-        out,
-        "{}",
-        if bold {
-            format!("\x1b[1m{head}\x1b[0m")
-        } else {
-            head
-        }
-    );
-    for row in &cells {
-        let _ = writeln!(out, "{}", line(row));
-    }
-    out
-}
-
-/// A JSON value as a table cell: strings bare, lists joined, null empty.
-pub fn cell(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| cell(Some(i)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        Some(other) => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_line_up_and_clip() {
-        let rows = vec![
-            vec!["a".into(), "x".repeat(70)],
-            vec!["long name".into(), "y".into()],
-        ];
-        let text = table(&["NAME", "VALUE"], &rows);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "NAME       VALUE");
-        assert!(lines[1].starts_with("a          xxx") && lines[1].ends_with('…'));
-        assert_eq!(lines[2], "long name  y");
-        assert_eq!(cell(Some(&json!(["a", "b"]))), "a, b");
-    }
+    code
 }

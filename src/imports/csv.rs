@@ -34,81 +34,24 @@ pub struct CsvSummary {
 }
 
 /// Checks a CSV import file in one pass. Ok with a summary, or every problem found.
-pub fn validate(mut input: impl Read) -> Result<CsvSummary, Problems> {
+pub fn validate(input: impl Read) -> Result<CsvSummary, Problems> {
     let mut problems = Problems::default();
-    let mut head = [0u8; 3];
-    let mut got = 0;
-    while got < 3 {
-        match input.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) => {
-                problems.add(1, format!("cannot be read: {e}"));
-                return Err(problems);
-            }
-        }
-    }
-    if got == 0 {
-        problems.add(
-            1,
-            "the file is empty: a header line naming the columns is required",
-        );
+    let Some(input) = without_bom(input, &mut problems) else {
         return Err(problems);
-    }
-    if has_bom(&head[..got]) {
-        problems.add(1, BOM_MESSAGE);
-        return Err(problems);
-    }
-    let input = std::io::Cursor::new(head[..got].to_vec()).chain(input);
+    };
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(input);
-
-    let header = match reader.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            problems.add(1, describe(&e));
-            return Err(problems);
-        }
-    };
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    let index = |name: &str| names.iter().position(|n| n == name);
-    for required in REQUIRED {
-        if index(required).is_none() {
-            problems.add(
-                1,
-                format!(
-                    "the header lacks the required column {required:?} (it has {})",
-                    names.join(", ")
-                ),
-            );
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for name in &names {
-        if !seen.insert(name) {
-            problems.add(
-                1,
-                format!("the column {name:?} appears twice in the header"),
-            );
-        }
-    }
-    if !problems.is_empty() {
+    let Some(names) = header(&mut reader, &mut problems) else {
         return Err(problems);
-    }
+    };
     let unknown_columns: Vec<String> = names
         .iter()
         .filter(|n| !REQUIRED.contains(&n.as_str()) && !OPTIONAL.contains(&n.as_str()))
         .cloned()
         .collect();
-    let col = |name: &str| index(name);
-
-    // Per table: the fingerprints of its table fields and the line that set them.
-    let mut tables: HashMap<u64, ([u64; 3], u64)> = HashMap::new();
+    let mut tables = Tables::default();
     let mut record = ::csv::ByteRecord::new();
     let mut rows = 0u64;
     loop {
@@ -127,8 +70,108 @@ pub fn validate(mut input: impl Read) -> Result<CsvSummary, Problems> {
         }
         rows += 1;
         let line = record.position().map_or(line, |p| p.line());
-        let mut fields: Vec<&str> = Vec::with_capacity(record.len());
-        let mut utf8 = true;
+        if let Some(row) = Row::read(&names, &record, line, &mut problems) {
+            row.check(&mut problems);
+            tables.check(&row, &mut problems);
+        }
+    }
+    if rows == 0 && problems.is_empty() {
+        problems.add(2, "the file has a header but no rows");
+    }
+    if problems.is_empty() {
+        Ok(CsvSummary {
+            rows,
+            tables: tables.0.len() as u64,
+            unknown_columns,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// The input, refused when it is empty or starts with a byte-order mark.
+fn without_bom<R: Read>(
+    mut input: R,
+    problems: &mut Problems,
+) -> Option<std::io::Chain<std::io::Cursor<Vec<u8>>, R>> {
+    let mut head = [0u8; 3];
+    let mut got = 0;
+    while got < 3 {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => {
+                problems.add(1, format!("cannot be read: {e}"));
+                return None;
+            }
+        }
+    }
+    if got == 0 {
+        problems.add(
+            1,
+            "the file is empty: a header line naming the columns is required",
+        );
+        return None;
+    }
+    if has_bom(&head[..got]) {
+        problems.add(1, BOM_MESSAGE);
+        return None;
+    }
+    Some(std::io::Cursor::new(head[..got].to_vec()).chain(input))
+}
+
+/// The header's column names, when it has every required column once.
+fn header(reader: &mut ::csv::Reader<impl Read>, problems: &mut Problems) -> Option<Vec<String>> {
+    let header = match reader.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            problems.add(1, describe(&e));
+            return None;
+        }
+    };
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    for required in REQUIRED {
+        if !names.iter().any(|n| n == required) {
+            problems.add(
+                1,
+                format!(
+                    "the header lacks the required column {required:?} (it has {})",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for name in &names {
+        if !seen.insert(name) {
+            problems.add(
+                1,
+                format!("the column {name:?} appears twice in the header"),
+            );
+        }
+    }
+    problems.is_empty().then_some(names)
+}
+
+/// One row, its fields by column name.
+struct Row<'a> {
+    names: &'a [String],
+    fields: Vec<&'a str>,
+    line: u64,
+}
+
+impl<'a> Row<'a> {
+    /// The row's fields as text; None (with a problem) when one is not UTF-8.
+    fn read(
+        names: &'a [String],
+        record: &'a ::csv::ByteRecord,
+        line: u64,
+        problems: &mut Problems,
+    ) -> Option<Row<'a>> {
+        let mut fields = Vec::with_capacity(record.len());
         for (i, raw) in record.iter().enumerate() {
             match std::str::from_utf8(raw) {
                 Ok(text) => fields.push(text),
@@ -140,39 +183,51 @@ pub fn validate(mut input: impl Read) -> Result<CsvSummary, Problems> {
                             names[i]
                         ),
                     );
-                    utf8 = false;
-                    break;
+                    return None;
                 }
             }
         }
-        if !utf8 {
-            continue;
-        }
-        let value = |name: &str| col(name).map(|i| fields[i].trim()).unwrap_or("");
+        Some(Row {
+            names,
+            fields,
+            line,
+        })
+    }
+
+    fn value(&self, name: &str) -> &str {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map_or("", |i| self.fields[i].trim())
+    }
+
+    /// The rules of one row on its own.
+    fn check(&self, problems: &mut Problems) {
+        let line = self.line;
         for required in REQUIRED {
-            if value(required).is_empty() {
+            if self.value(required).is_empty() {
                 problems.add(line, format!("{required} is empty; it is required"));
             }
         }
         for name in NO_PERIODS {
-            if value(name).contains('.') {
+            if self.value(name).contains('.') {
                 problems.add(
                     line,
                     format!(
                         "{name} {:?} contains a period, which Secoda does not allow",
-                        value(name)
+                        self.value(name)
                     ),
                 );
             }
         }
-        let sort_order = value("sort_order");
+        let sort_order = self.value("sort_order");
         if !sort_order.is_empty() && sort_order.parse::<i64>().is_err() {
             problems.add(
                 line,
                 format!("sort_order must be a whole number, found {sort_order:?}"),
             );
         }
-        let updated = value("last_updated_time");
+        let updated = self.value("last_updated_time");
         if !updated.is_empty() && updated.parse::<u64>().is_err() {
             problems.add(
                 line,
@@ -181,51 +236,46 @@ pub fn validate(mut input: impl Read) -> Result<CsvSummary, Problems> {
                 ),
             );
         }
-        let is_view = value("is_view");
+        let is_view = self.value("is_view");
         if !matches!(is_view, "" | "true" | "false") {
             problems.add(
                 line,
                 format!("is_view must be true or false, found {is_view:?}"),
             );
         }
+    }
+}
+
+/// Per table: the fingerprints of its table fields and the line that set them.
+#[derive(Default)]
+struct Tables(HashMap<u64, ([u64; 3], u64)>);
+
+impl Tables {
+    /// The rows of one table must repeat the same table fields.
+    fn check(&mut self, row: &Row<'_>, problems: &mut Problems) {
         let key = fingerprint(&[
-            value("database").as_bytes(),
-            value("schema").as_bytes(),
-            value("name").as_bytes(),
+            row.value("database").as_bytes(),
+            row.value("schema").as_bytes(),
+            row.value("name").as_bytes(),
         ]);
-        let now = TABLE_FIELDS.map(|f| fingerprint(&[value(f).as_bytes()]));
-        match tables.get(&key) {
-            None => {
-                tables.insert(key, (now, line));
-            }
-            Some((first, first_line)) => {
-                for (i, field) in TABLE_FIELDS.iter().enumerate() {
-                    if first[i] != now[i] {
-                        problems.add(
-                            line,
-                            format!(
-                                "{field} of table {}.{}.{} differs from line {first_line}; rows of one table must repeat the same table fields",
-                                value("database"),
-                                value("schema"),
-                                value("name")
-                            ),
-                        );
-                    }
-                }
+        let now = TABLE_FIELDS.map(|f| fingerprint(&[row.value(f).as_bytes()]));
+        let Some((first, first_line)) = self.0.get(&key) else {
+            self.0.insert(key, (now, row.line));
+            return;
+        };
+        for (i, field) in TABLE_FIELDS.iter().enumerate() {
+            if first[i] != now[i] {
+                problems.add(
+                    row.line,
+                    format!(
+                        "{field} of table {}.{}.{} differs from line {first_line}; rows of one table must repeat the same table fields",
+                        row.value("database"),
+                        row.value("schema"),
+                        row.value("name")
+                    ),
+                );
             }
         }
-    }
-    if rows == 0 && problems.is_empty() {
-        problems.add(2, "the file has a header but no rows");
-    }
-    if problems.is_empty() {
-        Ok(CsvSummary {
-            rows,
-            tables: tables.len() as u64,
-            unknown_columns,
-        })
-    } else {
-        Err(problems)
     }
 }
 

@@ -211,6 +211,23 @@ fn is_iso8601(s: &str) -> bool {
     }
 }
 
+/// A parent reference to check once the whole file is read.
+struct Reference {
+    parent: u64,
+    /// The type the parent must have (columns: a table; charts: a dashboard).
+    needed: Option<u8>,
+    line: u64,
+    written: String,
+}
+
+/// What a resources file has shown so far.
+struct Resources {
+    known: Known,
+    first_line: HashMap<u64, u64>,
+    references: Vec<Reference>,
+    summary: ResourcesSummary,
+}
+
 /// Checks a resources file; `external` are parent ids that live outside the file. Ok with a
 /// summary and the known ids (for lineages), or every problem found.
 pub fn validate_resources(
@@ -218,94 +235,85 @@ pub fn validate_resources(
     external: &[String],
 ) -> Result<(ResourcesSummary, Known), Problems> {
     let mut problems = Problems::default();
-    let mut known = Known {
-        types: HashMap::new(),
-        external: external
-            .iter()
-            .map(|e| fingerprint(&[e.as_bytes()]))
-            .collect(),
+    let mut resources = Resources {
+        known: Known {
+            types: HashMap::new(),
+            external: external
+                .iter()
+                .map(|e| fingerprint(&[e.as_bytes()]))
+                .collect(),
+        },
+        first_line: HashMap::new(),
+        references: Vec::new(),
+        summary: ResourcesSummary::default(),
     };
-    let mut first_line: HashMap<u64, u64> = HashMap::new();
-    // References to check once the whole file is read: (parent id, needed type, line, parent as written).
-    let mut references: Vec<(u64, Option<u8>, u64, String)> = Vec::new();
-    let mut summary = ResourcesSummary::default();
     let objects = each_object(input, &mut problems, |line, object, problems| {
-        let entity = match object.get("entity_type") {
-            Some(Value::String(t)) if ENTITY_TYPES.contains(&t.as_str()) => t.as_str(),
-            Some(Value::String(t)) => {
-                problems.add(
-                    line,
-                    format!(
-                        "entity_type {t:?} is not one of {}",
-                        ENTITY_TYPES.join(", ")
-                    ),
-                );
-                return;
-            }
-            Some(other) => {
-                problems.add(
-                    line,
-                    format!("entity_type must be a string, found {}", kind(other)),
-                );
-                return;
-            }
-            None => {
-                problems.add(line, "entity_type is missing; every resource needs one");
-                return;
-            }
+        resources.check(line, object, problems);
+    });
+    resources.check_references(&mut problems);
+    if objects == 0 && problems.is_empty() {
+        problems.add(1, "the file holds no resources");
+    }
+    resources.summary.resources = objects;
+    if problems.is_empty() {
+        Ok((resources.summary, resources.known))
+    } else {
+        Err(problems)
+    }
+}
+
+impl Resources {
+    /// Every rule of one resource line.
+    fn check(&mut self, line: u64, object: &Map<String, Value>, problems: &mut Problems) {
+        let Some(entity) = entity_type(line, object, problems) else {
+            return;
         };
         let type_code = ENTITY_TYPES.iter().position(|t| *t == entity).unwrap_or(0) as u8;
-        *summary.by_type.entry(entity.to_string()).or_default() += 1;
-        if let Some(id) = text(
+        *self.summary.by_type.entry(entity.to_string()).or_default() += 1;
+        self.check_id(line, object, type_code, problems);
+        required_by_type(entity, line, object, problems);
+        self.note_parent(entity, line, object, problems);
+        field_types(line, object, problems);
+    }
+
+    /// `databuilder_id`: present and unique.
+    fn check_id(
+        &mut self,
+        line: u64,
+        object: &Map<String, Value>,
+        type_code: u8,
+        problems: &mut Problems,
+    ) {
+        let Some(id) = text(
             object,
             "databuilder_id",
             line,
             "every resource needs a unique, stable id",
             problems,
-        ) {
-            let key = fingerprint(&[id.as_bytes()]);
-            match first_line.get(&key) {
-                Some(first) => problems.add(
-                    line,
-                    format!("databuilder_id {id:?} is used again (first on line {first})"),
-                ),
-                None => {
-                    first_line.insert(key, line);
-                    known.types.insert(key, type_code);
-                }
+        ) else {
+            return;
+        };
+        let key = fingerprint(&[id.as_bytes()]);
+        match self.first_line.get(&key) {
+            Some(first) => problems.add(
+                line,
+                format!("databuilder_id {id:?} is used again (first on line {first})"),
+            ),
+            None => {
+                self.first_line.insert(key, line);
+                self.known.types.insert(key, type_code);
             }
         }
-        match entity {
-            "table" => {
-                text(object, "schema", line, "a table needs its schema", problems);
-                text(
-                    object,
-                    "database",
-                    line,
-                    "a table needs its database",
-                    problems,
-                );
-            }
-            "dashboard" => {
-                text(
-                    object,
-                    "group",
-                    line,
-                    "a dashboard needs its group",
-                    problems,
-                );
-            }
-            "chart" => {
-                text(
-                    object,
-                    "product",
-                    line,
-                    "a chart needs its product",
-                    problems,
-                );
-            }
-            _ => {}
-        }
+    }
+
+    /// `parent_databuilder_id`: required for columns and charts; checked once the file is read.
+    fn note_parent(
+        &mut self,
+        entity: &str,
+        line: u64,
+        object: &Map<String, Value>,
+        problems: &mut Problems,
+    ) {
         let needed_parent = match entity {
             "column" => Some(("a column needs its parent table", 2u8)),
             "chart" => Some(("a chart needs its parent dashboard", 5u8)),
@@ -317,12 +325,12 @@ pub fn validate_resources(
             }
             (None | Some(Value::Null), None) => {}
             (Some(Value::String(parent)), needed) if !parent.trim().is_empty() => {
-                references.push((
-                    fingerprint(&[parent.as_bytes()]),
-                    needed.map(|(_, t)| t),
+                self.references.push(Reference {
+                    parent: fingerprint(&[parent.as_bytes()]),
+                    needed: needed.map(|(_, t)| t),
                     line,
-                    parent.clone(),
-                ));
+                    written: parent.clone(),
+                });
             }
             (Some(other), _) => problems.add(
                 line,
@@ -332,80 +340,129 @@ pub fn validate_resources(
                 ),
             ),
         }
-        if let Some(v) = object.get("sort_order")
-            && !(v.is_i64() || v.is_u64() || v.is_null())
+    }
+
+    /// Every parent is a resource of the file (of the right type) or declared external.
+    fn check_references(&self, problems: &mut Problems) {
+        for r in &self.references {
+            if self.known.external.contains(&r.parent) {
+                continue;
+            }
+            let written = &r.written;
+            match (self.known.types.get(&r.parent), r.needed) {
+                (None, _) => problems.add(
+                    r.line,
+                    format!("parent_databuilder_id {written:?} is not a databuilder_id in this file (declare it with --external-parent if it lives elsewhere)"),
+                ),
+                (Some(found), Some(want)) if *found != want => problems.add(
+                    r.line,
+                    format!("parent {written:?} is a {}, not a {}", ENTITY_TYPES[*found as usize], ENTITY_TYPES[want as usize]),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `entity_type`: one of the documented types.
+fn entity_type<'a>(
+    line: u64,
+    object: &'a Map<String, Value>,
+    problems: &mut Problems,
+) -> Option<&'a str> {
+    match object.get("entity_type") {
+        Some(Value::String(t)) if ENTITY_TYPES.contains(&t.as_str()) => Some(t.as_str()),
+        Some(Value::String(t)) => {
+            problems.add(
+                line,
+                format!(
+                    "entity_type {t:?} is not one of {}",
+                    ENTITY_TYPES.join(", ")
+                ),
+            );
+            None
+        }
+        Some(other) => {
+            problems.add(
+                line,
+                format!("entity_type must be a string, found {}", kind(other)),
+            );
+            None
+        }
+        None => {
+            problems.add(line, "entity_type is missing; every resource needs one");
+            None
+        }
+    }
+}
+
+/// The fields a type needs: a table its schema and database, a dashboard its group, a chart its
+/// product.
+fn required_by_type(entity: &str, line: u64, object: &Map<String, Value>, problems: &mut Problems) {
+    let needs: &[(&str, &str)] = match entity {
+        "table" => &[
+            ("schema", "a table needs its schema"),
+            ("database", "a table needs its database"),
+        ],
+        "dashboard" => &[("group", "a dashboard needs its group")],
+        "chart" => &[("product", "a chart needs its product")],
+        _ => &[],
+    };
+    for (field, what) in needs {
+        text(object, field, line, what, problems);
+    }
+}
+
+/// The optional fields, each of its documented type.
+fn field_types(line: u64, object: &Map<String, Value>, problems: &mut Problems) {
+    if let Some(v) = object.get("sort_order")
+        && !(v.is_i64() || v.is_u64() || v.is_null())
+    {
+        problems.add(
+            line,
+            format!("sort_order must be a whole number, found {}", kind(v)),
+        );
+    }
+    for flag in ["is_pk", "hidden"] {
+        if let Some(v) = object.get(flag)
+            && !(v.is_boolean() || v.is_null())
         {
             problems.add(
                 line,
-                format!("sort_order must be a whole number, found {}", kind(v)),
+                format!("{flag} must be true or false, found {}", kind(v)),
             );
         }
-        for flag in ["is_pk", "hidden"] {
-            if let Some(v) = object.get(flag)
-                && !(v.is_boolean() || v.is_null())
-            {
-                problems.add(
-                    line,
-                    format!("{flag} must be true or false, found {}", kind(v)),
-                );
-            }
-        }
-        for field in [
-            "title",
-            "description",
-            "definition",
-            "native_type",
-            "type",
-            "product",
-            "group",
-        ] {
-            if let Some(v) = object.get(field)
-                && !(v.is_string() || v.is_null())
-            {
-                problems.add(line, format!("{field} must be a string, found {}", kind(v)));
-            }
-        }
-        match object.get("owners") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(owners)) if owners.iter().all(Value::is_string) => {}
-            Some(other) => problems.add(
-                line,
-                format!("owners must be a list of strings, found {}", kind(other)),
-            ),
-        }
-        match object.get("external_updated_at") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(when)) if is_iso8601(when) => {}
-            Some(other) => problems.add(
-                line,
-                format!("external_updated_at must be an ISO 8601 date-time such as 2024-01-31T12:00:00Z, found {other}"),
-            ),
-        }
-    });
-    for (parent, needed, line, written) in references {
-        if known.external.contains(&parent) {
-            continue;
-        }
-        match (known.types.get(&parent), needed) {
-            (None, _) => problems.add(
-                line,
-                format!("parent_databuilder_id {written:?} is not a databuilder_id in this file (declare it with --external-parent if it lives elsewhere)"),
-            ),
-            (Some(found), Some(want)) if *found != want => problems.add(
-                line,
-                format!("parent {written:?} is a {}, not a {}", ENTITY_TYPES[*found as usize], ENTITY_TYPES[want as usize]),
-            ),
-            _ => {}
+    }
+    for field in [
+        "title",
+        "description",
+        "definition",
+        "native_type",
+        "type",
+        "product",
+        "group",
+    ] {
+        if let Some(v) = object.get(field)
+            && !(v.is_string() || v.is_null())
+        {
+            problems.add(line, format!("{field} must be a string, found {}", kind(v)));
         }
     }
-    if objects == 0 && problems.is_empty() {
-        problems.add(1, "the file holds no resources");
+    match object.get("owners") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(owners)) if owners.iter().all(Value::is_string) => {}
+        Some(other) => problems.add(
+            line,
+            format!("owners must be a list of strings, found {}", kind(other)),
+        ),
     }
-    summary.resources = objects;
-    if problems.is_empty() {
-        Ok((summary, known))
-    } else {
-        Err(problems)
+    match object.get("external_updated_at") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(when)) if is_iso8601(when) => {}
+        Some(other) => problems.add(
+            line,
+            format!("external_updated_at must be an ISO 8601 date-time such as 2024-01-31T12:00:00Z, found {other}"),
+        ),
     }
 }
 

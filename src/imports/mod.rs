@@ -12,6 +12,8 @@ pub mod jsonl;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::exit::{ExitCode, Failure};
+
 /// At most this many problems are listed; the rest are counted.
 pub const MAX_PROBLEMS: usize = 20;
 
@@ -70,11 +72,8 @@ impl Problems {
 /// Why an import file cannot be sent (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}", path = .path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {reason}", path = .path.display())]
+    Unreadable { path: PathBuf, reason: String },
     #[error("{path} is not a valid {format} import ({total} problem{s}):\n{listed}",
         path = .path.display(), total = .problems.total, s = if .problems.total == 1 { "" } else { "s" },
         listed = .problems.render(&.path.display().to_string()))]
@@ -83,17 +82,28 @@ pub enum ImportError {
         format: &'static str,
         problems: Problems,
     },
+    #[error("the import was stopped: {detail}")]
+    ChangedWhileSending { detail: String },
 }
 
-impl ImportError {
-    pub fn hint(&self) -> String {
-        match self {
+impl Failure for ImportError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Artifacts
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             ImportError::Unreadable { .. } => "check the path and its permissions".into(),
             ImportError::Invalid { format, .. } => format!(
                 "fix the lines above and run again (--dry-run checks without sending); the {format} format is \
                  described in docs/integrations.md"
             ),
-        }
+            ImportError::ChangedWhileSending { .. } => {
+                "a file changed after it was checked; nothing half-sent was accepted. Run again once \
+                 whatever writes it has finished"
+                    .into()
+            }
+        })
     }
 }
 

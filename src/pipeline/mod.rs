@@ -1,29 +1,57 @@
-//! The upload pipeline: check the pair, upload it, trigger the sync, wait for the answer, report.
+//! The upload pipeline as a library: check the pair, upload it, trigger the sync, wait for the
+//! answer, report. `upload`, `watch` (once per pair) and `demo` all call [`run`].
 //!
-//! Owns the order of the steps and what each failure leaves in the [`Report`]: when Secoda fails,
-//! the local test results are still read so the report (and `--on-api-error warn`) can use them.
-//! The `upload` command, the demo and (later) `watch` all run [`run`]. It does not parse flags,
-//! build HTTP requests or pick exit codes: it hands the outcome to [`crate::exit::decide`].
+//! A run takes the [`Client`] by reference, a [`Job`] (what to upload and how), a [`Sink`] for
+//! progress and the finished report, and a [`Cancel`] checked between steps. It owns the order of
+//! the steps and what each failure leaves in the report: when Secoda fails, the local test
+//! results are still read so the report (and `--on-api-error warn`) can use them. It does not
+//! parse flags or print anything itself, and the exit code comes from [`crate::exit::decide`].
 
-pub mod settle;
+pub mod gate;
+mod upload;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
-use crate::Error;
-use crate::api::multipart::{BodySender, Form, PartHead, channel_body};
-use crate::api::multipart::{ProducerError, UploadAttempt, UploadError};
 use crate::api::{ApiError, Client};
-use crate::artifacts::{self, ArtifactError, Pair, Piece, ReadError, RunOutcome};
-use crate::cli::{FailOn, OnApiError, OutputFormat, UploadArgs, format_duration};
-use crate::config::{self, ArtifactPaths, ConfigError};
-use crate::exit::{self, ExitCode};
-use crate::report::progress::Progress;
-use crate::report::{self, ErrorReport, FileReport, Plan, Report, SecodaAnswer, Uploaded};
-use settle::{Disagreements, Prediction, Settler};
+use crate::artifacts::{self, ArtifactError, Pair};
+use crate::config::{ArtifactPaths, Id};
+use crate::entities::Entities;
+use crate::exit::{ExitCode, Failure, OnApiError};
+use crate::report::{Event, FileReport, Plan, Report, SecodaAnswer, Sink, Uploaded};
+use crate::settle::{Disagreements, Prediction, Settler};
+use crate::units::{count, format_duration, human_bytes};
+pub use gate::FailOn;
+
+/// What stopped a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Failure for Error {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Artifact(e) => e.exit_code(),
+            Error::Api(e) => e.exit_code(),
+            Error::Interrupted => ExitCode::Interrupted,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Artifact(e) => e.hint(),
+            Error::Api(e) => e.hint(),
+            Error::Interrupted => None,
+        }
+    }
+}
 
 /// How long to wait for Secoda's answer, and how often to ask.
 #[derive(Debug, Clone, Copy)]
@@ -32,110 +60,152 @@ pub struct Wait {
     pub poll_interval: Duration,
 }
 
-/// Everything one upload needs, checked.
-pub struct Settings {
-    pub client: Client,
-    pub integration: String,
+/// One run: which pair goes to which integration, and how.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub integration: Id,
     pub paths: ArtifactPaths,
     pub fail_on: FailOn,
     pub on_api_error: OnApiError,
-    /// None with --no-wait.
+    /// None: do not wait for Secoda's answer (--no-wait).
     pub wait: Option<Wait>,
     pub trigger_timeout: Duration,
     pub dry_run: bool,
-    /// Draw a progress bar for slow uploads.
-    pub progress: bool,
+    /// Warnings from the configuration, carried into the report.
+    pub warnings: Vec<String>,
 }
 
-impl Settings {
-    /// Checks the upload's flags. Returns warnings worth showing (e.g. a suspicious host).
-    pub fn from_args(
-        args: &UploadArgs,
-        origins: crate::config::KeyOrigins,
-        progress: bool,
-    ) -> Result<(Settings, Vec<String>), ConfigError> {
-        let (client, warnings) = crate::commands::connect_warning(&args.connection, origins)?;
-        let integration = config::integration_id(args.integration.integration_id.as_deref())?;
-        let paths = config::artifact_paths(&args.artifacts)?;
-        let wait = (!args.no_wait).then_some(Wait {
-            timeout: args.wait_timeout,
-            poll_interval: args.poll_interval,
-        });
-        let settings = Settings {
-            client,
-            integration,
-            paths,
-            fail_on: args.fail_on,
-            on_api_error: args.on_api_error,
-            wait,
-            trigger_timeout: args.trigger_timeout,
-            dry_run: args.dry_run,
-            progress: progress && args.output == OutputFormat::Text,
-        };
-        Ok((settings, warnings))
+/// Stopping a run: `drain` lets the step in flight finish and skips what is left (the wait for
+/// Secoda's answer), `abort` stops at once.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    drain: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl Cancel {
+    /// Finish the upload and trigger in flight; do not wait for the answer.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
+    /// Stop now: a run in flight ends as interrupted (exit 130).
+    pub fn abort(&self) {
+        self.drain.cancel();
+        self.abort.cancel();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    pub async fn aborted(&self) {
+        self.abort.cancelled().await;
+    }
+
+    async fn draining(&self) {
+        self.drain.cancelled().await;
     }
 }
 
-/// Runs the pipeline, filling `report`; the error is what stopped it, if anything.
-pub async fn run(settings: &Settings, report: &mut Report) -> Result<(), Error> {
-    let client = &settings.client;
-    let id = settings.integration.as_str();
-    report.integration_id = Some(id.to_string());
-    report.api_root = Some(client.root().to_string());
+/// Runs the pipeline for `job`; the finished report goes to `sink` and is returned with the exit
+/// code it records.
+pub async fn run(
+    client: &Client,
+    job: &Job,
+    sink: &dyn Sink,
+    cancel: &Cancel,
+) -> (Report, ExitCode) {
+    let mut report = Report {
+        dry_run: job.dry_run,
+        integration_id: Some(job.integration.to_string()),
+        api_root: Some(client.root().to_string()),
+        warnings: job.warnings.clone(),
+        ..Report::default()
+    };
+    let error = tokio::select! {
+        biased;
+        () = cancel.aborted() => {
+            // The upload may have been cut mid-body: its progress display ends too.
+            sink.event(Event::UploadEnded);
+            Some(Error::Interrupted)
+        }
+        result = steps(client, job, sink, cancel, &mut report) => result.err(),
+    };
+    let code = gate::conclude(
+        &mut report,
+        error.as_ref().map(|e| e as &dyn Failure),
+        job.fail_on,
+        job.on_api_error,
+    );
+    sink.report(&report);
+    (report, code)
+}
 
-    let paths = settings.paths.clone();
+async fn steps(
+    client: &Client,
+    job: &Job,
+    sink: &dyn Sink,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let paths = job.paths.clone();
     let pair =
-        blocking(move || artifacts::inspect_pair(&paths.manifest, &paths.run_results)).await?;
+        crate::blocking::run(move || artifacts::inspect_pair(&paths.manifest, &paths.run_results))
+            .await?;
     report.describe_pair(&pair);
     tracing::info!("{} are a pair", pair.describe());
 
-    if settings.dry_run {
-        let (run, [run_results_sha, manifest_sha]) = read_locally(&pair, true).await?;
+    if job.dry_run {
+        let (run, [run_results_sha, manifest_sha]) = upload::read_locally(&pair, true).await?;
         report.record_run(&run);
         let with_hash = |file, sha: Option<String>| FileReport {
             sha256: sha,
             ..FileReport::of(file)
         };
+        let id = &job.integration;
         report.plan = Some(Plan {
             manifest: with_hash(&pair.manifest, manifest_sha),
             run_results: with_hash(&pair.run_results, run_results_sha),
             upload: client.upload_endpoint(id).to_string(),
             trigger: client.trigger_endpoint(id).to_string(),
-            failing_tests: settings
+            failing_tests: job
                 .wait
                 .map(|_| client.failing_tests_endpoint(id).to_string()),
         });
         return Ok(());
     }
 
-    let result = upload_and_sync(settings, &pair, report).await;
+    let result = upload_and_sync(client, job, sink, cancel, &pair, report).await;
     if let Err(Error::Api(_)) = &result
         && report.test_summary.is_none()
     {
         // Secoda failed before the upload read the files: read them here, so the report and
         // --on-api-error warn still have the local test results.
-        let (run, _) = read_locally(&pair, false).await?;
+        let (run, _) = upload::read_locally(&pair, false).await?;
         report.record_run(&run);
     }
     result
 }
 
 async fn upload_and_sync(
-    settings: &Settings,
+    client: &Client,
+    job: &Job,
+    sink: &dyn Sink,
+    cancel: &Cancel,
     pair: &Pair,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let client = &settings.client;
-    let id = settings.integration.as_str();
+    let id = &job.integration;
 
     // A cheap check of the key and the integration before a large body is sent.
-    let before_upload = match settings.wait {
+    let before_upload = match job.wait {
         Some(_) => Some(client.failing_tests(id).await?),
         None => None,
     };
 
     let started = Instant::now();
-    let (run, attempts) = upload(settings, pair).await?;
+    let (run, attempts) = upload::upload(client, id, pair, sink).await?;
     report.record_run(&run);
     report.uploaded = Some(Uploaded {
         endpoint: client.upload_endpoint(id).to_string(),
@@ -145,20 +215,24 @@ async fn upload_and_sync(
         seconds: started.elapsed(),
     });
     tracing::info!(
-        "uploaded {} in {} ({} attempt{})",
-        report::human_bytes(pair.manifest.len + pair.run_results.len),
+        "uploaded {} in {} ({})",
+        human_bytes(pair.manifest.len + pair.run_results.len),
         format_duration(started.elapsed()),
-        attempts.count,
-        if attempts.count == 1 { "" } else { "s" }
+        count(attempts.count, "attempt")
     );
 
-    let trigger = client.trigger_sync(id, settings.trigger_timeout).await?;
+    let trigger = client.trigger_sync(id, job.trigger_timeout).await?;
     report.trigger = Some(trigger);
+    sink.event(Event::Triggered);
     tracing::info!("dbt sync triggered");
 
-    let Some(wait) = settings.wait else {
+    let Some(wait) = job.wait else {
         return Ok(());
     };
+    if cancel.is_draining() {
+        tracing::info!("shutting down: not waiting for Secoda's answer");
+        return Ok(());
+    }
     // The settle rule's baseline is the answer as this run's sync starts, not as the upload
     // started: a sync that was running then (one the trigger waited out, or one that ended during
     // the upload) has changed the answer to its own result since, and that result is not this
@@ -171,26 +245,33 @@ async fn upload_and_sync(
         );
     }
     let prediction = Prediction::of(&run);
-    let answer = wait_for_answer(client, id, wait, baseline, prediction.clone()).await?;
-    report.disagreements = prediction.and_then(|p| Disagreements::between(&answer_of(&answer), &p));
+    let Some(answer) =
+        wait_for_answer(client, id, wait, baseline, prediction.clone(), cancel).await?
+    else {
+        return Ok(());
+    };
+    report.disagreements = prediction.and_then(|p| {
+        Disagreements::between(
+            &Entities {
+                failing: answer.failing.clone(),
+                warning: answer.warning.clone(),
+            },
+            &p,
+        )
+    });
     report.secoda = Some(answer);
     Ok(())
 }
 
-fn answer_of(answer: &SecodaAnswer) -> crate::api::dbt::FailingTests {
-    crate::api::dbt::FailingTests {
-        failing: answer.failing.clone(),
-        warning: answer.warning.clone(),
-    }
-}
-
+/// Polls until the answer settles; None when a drain stopped the wait.
 async fn wait_for_answer(
     client: &Client,
-    id: &str,
+    id: &Id,
     wait: Wait,
-    baseline: crate::api::dbt::FailingTests,
+    baseline: Entities,
     prediction: Option<Prediction>,
-) -> Result<SecodaAnswer, ApiError> {
+    cancel: &Cancel,
+) -> Result<Option<SecodaAnswer>, ApiError> {
     tracing::info!(
         "waiting for the sync: polling failing_tests every {} for up to {}",
         format_duration(wait.poll_interval),
@@ -212,7 +293,13 @@ async fn wait_for_answer(
                 reason,
             });
         }
-        tokio::time::sleep(wait.poll_interval).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait.poll_interval) => {}
+            () = cancel.draining() => {
+                tracing::info!("shutting down: no longer waiting for Secoda's answer");
+                return Ok(None);
+            }
+        }
         // A poll's own retries stay inside --wait-timeout.
         let left = wait.timeout.saturating_sub(started.elapsed());
         let Ok(answer) = tokio::time::timeout(left, client.failing_tests(id)).await else {
@@ -226,214 +313,23 @@ async fn wait_for_answer(
         polls += 1;
         if let Some(settled_by) = settler.observe(&answer) {
             tracing::info!(
-                "Secoda's answer settled after {polls} polls: {}",
+                "Secoda's answer settled after {}: {}",
+                count(polls, "poll"),
                 settled_by.explain()
             );
-            return Ok(SecodaAnswer {
+            return Ok(Some(SecodaAnswer {
                 failing: answer.failing,
                 warning: answer.warning,
                 settled_by,
                 before_sync: baseline,
                 polls,
                 waited: started.elapsed(),
-            });
+            }));
         }
         tracing::debug!(
             "poll {polls}: not settled yet ({} failing, {} warning)",
             answer.failing.len(),
             answer.warning.len()
         );
-    }
-}
-
-/// Uploads the pair, validating it as it streams; returns the run's test outcomes.
-async fn upload(
-    settings: &Settings,
-    pair: &Pair,
-) -> Result<(RunOutcome, crate::api::Attempts), Error> {
-    let form = Form::new(
-        pair.files()
-            .iter()
-            .map(|f| PartHead {
-                name: f.role.part_name().into(),
-                file_name: f.role.file_name().into(),
-                content_type: "application/json".into(),
-                len: f.len,
-            })
-            .collect(),
-    );
-    let sent = Arc::new(AtomicU64::new(0));
-    let progress = Progress::start(form.content_length(), Arc::clone(&sent), settings.progress);
-    let result = settings
-        .client
-        .upload_artifacts(&settings.integration, || {
-            sent.store(0, std::sync::atomic::Ordering::Relaxed);
-            let (body, sender) = channel_body(2, Arc::clone(&sent));
-            let (pair, form_for_thread) = (pair.clone(), form.clone());
-            let producer =
-                tokio::task::spawn_blocking(move || produce(&pair, &form_for_thread, &sender));
-            UploadAttempt {
-                body,
-                content_type: form.content_type(),
-                content_length: form.content_length(),
-                producer,
-                progress: Arc::clone(&sent),
-            }
-        })
-        .await;
-    progress.finish().await;
-    result.map_err(|e| match e {
-        UploadError::Api(api) => Error::Api(api),
-        UploadError::Source(artifact) => Error::Artifact(artifact),
-    })
-}
-
-/// Feeds one attempt's body: each file's part, validated as it goes, then the closing boundary.
-fn produce(
-    pair: &Pair,
-    form: &Form,
-    sender: &BodySender,
-) -> Result<RunOutcome, ProducerError<ArtifactError>> {
-    let mut part = 0;
-    let result = artifacts::read_pair(pair, &mut |piece| match piece {
-        Piece::Start(_) => {
-            part += 1;
-            sender.send(form.head(part - 1))
-        }
-        Piece::Data(chunk) => sender.send(chunk),
-        Piece::End(_) => Ok(()),
-    });
-    match result {
-        Ok(run) => sender
-            .send(form.tail())
-            .map(|_| run)
-            .map_err(|_| ProducerError::Stopped),
-        Err(ReadError::Stopped) => Err(ProducerError::Stopped),
-        Err(ReadError::Artifact(e)) => {
-            sender.abort(e.to_string());
-            Err(ProducerError::Failed(e))
-        }
-    }
-}
-
-/// Reads the pair without sending it; with `hash`, also the sha256 of each file
-/// (run_results.json first, as read).
-async fn read_locally(pair: &Pair, hash: bool) -> Result<(RunOutcome, [Option<String>; 2]), Error> {
-    let pair = pair.clone();
-    blocking(move || {
-        let mut hashers = [Sha256::new(), Sha256::new()];
-        let mut current = 0;
-        let run = artifacts::read_pair_locally(&pair, |piece| match piece {
-            Piece::Start(role) => current = usize::from(role == &artifacts::Role::Manifest),
-            Piece::Data(chunk) if hash => hashers[current].update(chunk),
-            _ => {}
-        })?;
-        let hex = |h: Sha256| hash.then(|| format!("{:x}", h.finalize()));
-        let [a, b] = hashers;
-        Ok((run, [hex(a), hex(b)]))
-    })
-    .await
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
-) -> Result<T, Error> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(Error::Artifact),
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
-    }
-}
-
-/// Whether the tests fail the run under `fail_on`, from the local results and Secoda's answer.
-pub fn tests_failed(report: &Report, fail_on: FailOn) -> bool {
-    let local = report.test_summary.as_ref().filter(|s| s.has_outcomes);
-    let (local_failing, local_warning) = local.map_or((0, 0), |s| (s.failing, s.warning));
-    let (secoda_failing, secoda_warning) = report
-        .secoda
-        .as_ref()
-        .map_or((0, 0), |a| (a.failing.len(), a.warning.len()));
-    match fail_on {
-        FailOn::Never => false,
-        FailOn::Error => local_failing > 0 || secoda_failing > 0,
-        FailOn::Warn => local_failing + local_warning > 0 || secoda_failing + secoda_warning > 0,
-    }
-}
-
-/// Records the outcome in the report and returns the exit code.
-pub fn conclude(
-    report: &mut Report,
-    error: Option<Error>,
-    fail_on: FailOn,
-    on_api_error: OnApiError,
-) -> ExitCode {
-    // A dry run's exit code says whether the upload could go ahead, not how the tests went.
-    let failed = !report.dry_run && tests_failed(report, fail_on);
-    let code = exit::decide(error.as_ref(), failed, on_api_error);
-    if let Some(error) = &error {
-        if matches!(error, Error::Api(_)) && on_api_error == OnApiError::Warn {
-            report.warnings.push(format!(
-                "Secoda failed ({error}); exiting {} instead of {} because of --on-api-error warn",
-                code.code(),
-                exit::for_error(error).code()
-            ));
-        }
-        report.error = Some(ErrorReport {
-            message: error.to_string(),
-            hint: error.hint(),
-        });
-    }
-    report.exit_code = code.code();
-    report.result = match (code, report.dry_run) {
-        (ExitCode::Success, true) => "dry_run",
-        (ExitCode::Success, false) => "success",
-        (ExitCode::TestsFailed, _) => "tests_failed",
-        _ => "error",
-    };
-    code
-}
-
-/// `dbt-secoda upload`: runs the pipeline, prints the report, returns the exit code.
-pub async fn command(
-    args: UploadArgs,
-    origins: crate::config::KeyOrigins,
-    quiet: bool,
-) -> ExitCode {
-    let mut report = Report {
-        dry_run: args.dry_run,
-        ..Report::default()
-    };
-    let error = match Settings::from_args(&args, origins, crate::logging::progress_allowed(quiet)) {
-        Err(e) => Some(Error::Config(e)),
-        Ok((settings, warnings)) => {
-            for warning in &warnings {
-                tracing::warn!("{warning}");
-            }
-            report.warnings.extend(warnings);
-            crate::interruptible(run(&settings, &mut report))
-                .await
-                .err()
-        }
-    };
-    let code = conclude(&mut report, error, args.fail_on, args.on_api_error);
-    emit(&report, args.output);
-    code
-}
-
-/// Prints the report on stdout and any error, with its hint, on stderr.
-pub fn emit(report: &Report, output: OutputFormat) {
-    use std::io::IsTerminal;
-    if let Some(error) = &report.error {
-        let mut text = format!("error: {}\n", error.message);
-        if let Some(hint) = &error.hint {
-            text.push_str(&format!("hint: {hint}\n"));
-        }
-        crate::logging::print_stderr(&text);
-    }
-    match output {
-        OutputFormat::Json => crate::logging::print_stdout(&format!("{}\n", report.to_json())),
-        OutputFormat::Text => {
-            let color = crate::logging::use_color(std::io::stdout().is_terminal());
-            crate::logging::print_stdout(&report::human::render(report, color));
-        }
     }
 }

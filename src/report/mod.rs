@@ -1,24 +1,30 @@
 //! The report of one run: a plain data structure that is also the `--output json` document.
 //!
-//! Owns [`Report`] and its two renderings (JSON here, text in [`human`]), plus the live upload
-//! [`progress`] bar. Everything is written through [`crate::logging`]'s redacting printers.
-//! It does not decide the exit code; it records the one [`crate::exit`] decided.
+//! Owns [`Report`] and its renderings: text for people ([`human`]), JSON (a document, or one line
+//! a report for `watch`), the live upload [`progress`] bar, and the [`Sink`] a pipeline reports
+//! through. Also the one place that prints an error with its hint ([`print_error`]), and the
+//! plain tables of the other commands ([`table`]). Everything is written through
+//! [`crate::logging`]'s redacting printers. It does not decide the exit code; it records the one
+//! [`crate::exit`] decided.
 
 pub mod human;
 pub mod progress;
+pub mod sink;
+pub mod table;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
-use crate::api::dbt::{FailingTests, TriggerStats};
+use crate::api::TriggerStats;
 use crate::artifacts::{ArtifactFile, Level, Pair, RunOutcome, TestResult};
-use crate::pipeline::settle::{Disagreements, SettledBy};
+use crate::entities::Entities;
+use crate::exit::Failure;
+use crate::settle::{Disagreements, SettledBy};
+use crate::units::{count, seconds};
 
-/// Serializes a duration as seconds with millisecond precision.
-pub fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
+pub use sink::{Event, OutputFormat, Sink};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DbtRun {
@@ -77,7 +83,7 @@ pub struct SecodaAnswer {
     pub warning: Vec<String>,
     pub settled_by: SettledBy,
     /// The answer as this run's sync started, which the settle rule compares against.
-    pub before_sync: FailingTests,
+    pub before_sync: Entities,
     pub polls: u32,
     #[serde(serialize_with = "seconds")]
     pub waited: Duration,
@@ -89,12 +95,12 @@ pub struct TestSummary {
     /// run-operation): their tests were compiled, not run.
     pub has_outcomes: bool,
     pub total: u64,
-    pub by_status: std::collections::BTreeMap<String, u64>,
+    pub by_status: BTreeMap<String, u64>,
     pub failing: u64,
     pub warning: u64,
     pub skipped: u64,
     /// Other results (models, seeds, snapshots) by status.
-    pub other_nodes: std::collections::BTreeMap<String, u64>,
+    pub other_nodes: BTreeMap<String, u64>,
     /// Tests that did not pass but are not listed (past the list's cap).
     pub not_listed: u64,
 }
@@ -105,12 +111,31 @@ pub struct ErrorReport {
     pub hint: Option<String>,
 }
 
-/// One run of `upload` (or `demo`).
+impl ErrorReport {
+    pub fn of(failure: &dyn Failure) -> ErrorReport {
+        ErrorReport {
+            message: failure.to_string(),
+            hint: failure.hint(),
+        }
+    }
+}
+
+/// How a run ended, as the JSON document's `result` says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Success,
+    TestsFailed,
+    DryRun,
+    Error,
+}
+
+/// One run of the upload pipeline (`upload`, each pair of `watch`, `demo`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub exit_code: u8,
-    /// success, tests_failed, dry_run, or error.
-    pub result: &'static str,
+    pub result: Outcome,
     pub dry_run: bool,
     pub invocation_id: Option<String>,
     pub integration_id: Option<String>,
@@ -167,28 +192,29 @@ impl Report {
         };
     }
 
+    /// The local results, when the run's results carry test outcomes.
+    pub fn local_outcomes(&self) -> Option<&TestSummary> {
+        self.test_summary.as_ref().filter(|s| s.has_outcomes)
+    }
+
     /// Why the tests fail the run, for people: e.g. "4 tests failed or errored; Secoda lists 2
     /// entities with failing tests".
     pub fn failure_reasons(&self) -> String {
         let mut reasons = Vec::new();
-        if let Some(s) = self.test_summary.as_ref().filter(|s| s.has_outcomes) {
+        if let Some(s) = self.local_outcomes() {
             if s.failing > 0 {
-                reasons.push(format!(
-                    "{} test{} failed or errored",
-                    s.failing,
-                    plural(s.failing)
-                ));
+                reasons.push(format!("{} failed or errored", count(s.failing, "test")));
             }
             if s.warning > 0 {
-                reasons.push(format!("{} test{} warned", s.warning, plural(s.warning)));
+                reasons.push(format!("{} warned", count(s.warning, "test")));
             }
         }
         if let Some(a) = &self.secoda {
-            for (n, what) in [(a.failing.len(), "failing"), (a.warning.len(), "warning")] {
-                if n > 0 {
+            for (list, what) in [(&a.failing, "failing"), (&a.warning, "warning")] {
+                if !list.is_empty() {
                     reasons.push(format!(
-                        "Secoda lists {n} entit{} with {what} tests",
-                        if n == 1 { "y" } else { "ies" }
+                        "Secoda lists {} with {what} tests",
+                        count(list.len() as u64, "entity")
                     ));
                 }
             }
@@ -201,36 +227,24 @@ impl Report {
         serde_json::to_string_pretty(self)
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the report: {e}\"}}"))
     }
-}
 
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-/// Sizes for people: 776.5 KiB, 1.0 GiB.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    /// The JSON document on one line (JSON Lines).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the report: {e}\"}}"))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(776_465), "758.3 KiB");
-        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
+/// Prints `error: MESSAGE` and `hint: HINT` on stderr: the one place errors reach people.
+pub fn print_error(message: &str, hint: Option<&str>) {
+    let mut text = format!("error: {message}\n");
+    if let Some(hint) = hint {
+        text.push_str(&format!("hint: {hint}\n"));
     }
+    crate::logging::print_stderr(&text);
+}
+
+/// [`print_error`] for an error that knows its hint.
+pub fn print_failure(failure: &dyn Failure) {
+    print_error(&failure.to_string(), failure.hint().as_deref());
 }

@@ -1,7 +1,7 @@
 //! A progress bar on stderr for uploads that take longer than a second.
 //!
-//! Drawn only when allowed (a terminal, not CI, not `-q`, not `--output json`: the caller
-//! decides); cleared when the upload ends. It reads a byte counter the upload body updates.
+//! Drawn only when the caller allows it (a terminal, not CI, not `-q`, not `--output json`);
+//! cleared when the upload ends. It reads a byte counter the upload body updates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::human_bytes;
 use crate::logging::print_stderr;
+use crate::units::human_bytes;
 
 /// Uploads quicker than this show no bar.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
@@ -20,21 +20,30 @@ const WIDTH: usize = 30;
 pub struct Progress {
     task: Option<JoinHandle<()>>,
     drawn: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Progress {
-    pub fn start(total: u64, sent: Arc<AtomicU64>, enabled: bool) -> Progress {
+    pub fn start(total: u64, sent: Arc<AtomicU64>) -> Progress {
         let drawn = Arc::new(AtomicBool::new(false));
-        if !enabled || total == 0 {
-            return Progress { task: None, drawn };
+        let stopped = Arc::new(AtomicBool::new(false));
+        if total == 0 {
+            return Progress {
+                task: None,
+                drawn,
+                stopped,
+            };
         }
-        let drawn_by_task = Arc::clone(&drawn);
+        let (drawn_by_task, stopped_for_task) = (Arc::clone(&drawn), Arc::clone(&stopped));
         let task = tokio::spawn(async move {
             let started = Instant::now();
             tokio::time::sleep(SHOW_AFTER).await;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
+                if stopped_for_task.load(Ordering::Relaxed) {
+                    return;
+                }
                 drawn_by_task.store(true, Ordering::Relaxed);
                 let done = sent.load(Ordering::Relaxed).min(total);
                 let fraction = done as f64 / total as f64;
@@ -54,16 +63,18 @@ impl Progress {
         Progress {
             task: Some(task),
             drawn,
+            stopped,
         }
     }
 
-    pub async fn finish(self) {
+    /// Stops the bar and clears its line.
+    pub fn finish(self) {
+        self.stopped.store(true, Ordering::Relaxed);
         if let Some(task) = self.task {
             task.abort();
-            let _ = task.await;
-            if self.drawn.load(Ordering::Relaxed) {
-                print_stderr("\r\x1b[2K");
-            }
+        }
+        if self.drawn.load(Ordering::Relaxed) {
+            print_stderr("\r\x1b[2K");
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Owns the dbt sync model: a trigger starts a sync lasting the configured time; meanwhile
 //! triggers answer 409 and `failing_tests` answers the previous sync's result; when it ends, the
-//! answer becomes what the latest upload's run_results say. It does not speak HTTP.
+//! answer becomes what the latest upload's files say. It does not speak HTTP.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
@@ -11,19 +11,31 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::Naming;
+use crate::entities::Entities;
+
 /// Settings and fault budgets, from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub api_key: String,
     pub dbt_integrations: Vec<String>,
-    pub sync: Duration,
+    /// How long each sync runs, in turn; the last one repeats.
+    pub sync: Vec<Duration>,
+    /// How the failing-tests answer names entities.
+    pub naming: Naming,
+    /// Answers given before the body is read (401, 404) close the connection without reading
+    /// it, as gunicorn does with no proxy in front.
+    pub early_close: bool,
+    /// Requests declaring a larger body get 413 before it is read, as nginx's
+    /// `client_max_body_size` does; what is sent anyway is read and thrown away.
+    pub max_body_bytes: Option<u64>,
     pub conflicts: u32,
     pub fail_requests: u32,
     pub fail_status: u16,
     /// Only requests whose path contains this count towards `fail_requests`.
     pub fail_path: Option<String>,
     /// Every sync ends with this answer, whatever the upload says.
-    pub fixed_answer: Option<Answer>,
+    pub fixed_answer: Option<Entities>,
     /// Uploads are read no faster than this (a slow link).
     pub upload_bytes_per_second: Option<u64>,
     pub rate_limit: Option<u32>,
@@ -32,13 +44,6 @@ pub struct Options {
     pub page_size: usize,
     /// Next links as a self-hosted install writes them (no /api/v1, internal host, "None").
     pub self_hosted_links: bool,
-}
-
-/// Entities with failing and warning tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Answer {
-    pub failing: Vec<String>,
-    pub warning: Vec<String>,
 }
 
 /// One accepted upload.
@@ -53,8 +58,10 @@ pub struct Upload {
     pub invocation_id: Option<String>,
     pub manifest_invocation_id: Option<String>,
     /// What a sync of this upload will answer.
-    pub answer: Answer,
+    pub answer: Entities,
     pub received_at: String,
+    /// When the first byte of the body arrived, in seconds since 1970 (for latency figures).
+    pub first_byte_unix: f64,
     /// The request's Content-Length (None: chunked) and User-Agent.
     pub content_length: Option<u64>,
     pub user_agent: Option<String>,
@@ -127,8 +134,8 @@ impl Integration {
 struct Sync {
     running_until: Option<Instant>,
     /// The answer the running sync will leave; None when it has no upload to read (it fails).
-    pending: Option<Answer>,
-    answer: Answer,
+    pending: Option<Entities>,
+    answer: Entities,
 }
 
 /// Everything the simulator knows.
@@ -147,6 +154,8 @@ pub struct State {
     resets_served: u64,
     rate_limited: u64,
     requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Body bytes read per path, those read only to be thrown away included.
+    received_bytes: BTreeMap<String, u64>,
     pub imports: Vec<Value>,
 }
 
@@ -177,6 +186,7 @@ impl State {
             resets_served: 0,
             rate_limited: 0,
             requests: BTreeMap::new(),
+            received_bytes: BTreeMap::new(),
             imports: Vec::new(),
         }
     }
@@ -189,6 +199,11 @@ impl State {
             .or_default()
             .entry(outcome.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts body bytes read on `path`.
+    pub fn received(&mut self, path: &str, bytes: u64) {
+        *self.received_bytes.entry(path.to_string()).or_default() += bytes;
     }
 
     /// Whether this request gets the injected failure status.
@@ -262,7 +277,13 @@ impl State {
                     .clone()
                     .unwrap_or_else(|| u.answer.clone())
             });
-        let duration = self.options.sync;
+        let started = self.triggers as usize;
+        let durations = &self.options.sync;
+        let duration = durations
+            .get(started)
+            .or(durations.last())
+            .copied()
+            .unwrap_or_default();
         let sync = self.sync(integration, now);
         if forced || sync.running_until.is_some() {
             if forced {
@@ -278,7 +299,7 @@ impl State {
     }
 
     /// GET failing_tests/: the last finished sync's answer.
-    pub fn answer(&mut self, integration: &str, now: Instant) -> Answer {
+    pub fn answer(&mut self, integration: &str, now: Instant) -> Entities {
         self.sync(integration, now).answer.clone()
     }
 
@@ -308,6 +329,7 @@ impl State {
             "resets_served": self.resets_served,
             "rate_limited": self.rate_limited,
             "requests": self.requests,
+            "received_bytes": self.received_bytes,
             "syncs": syncs,
             "integrations": self.integrations.values().map(|i| json!({
                 "id": i.id, "type": i.kind, "name": i.name, "resources": i.resources.len()
@@ -351,7 +373,10 @@ mod tests {
         Options {
             api_key: "k".repeat(8),
             dbt_integrations: vec!["dbt-1".into()],
-            sync: Duration::from_secs(2),
+            sync: vec![Duration::from_secs(2)],
+            naming: Naming::Node,
+            early_close: false,
+            max_body_bytes: None,
             conflicts: 1,
             fail_requests: 0,
             fail_status: 503,
@@ -366,7 +391,7 @@ mod tests {
         }
     }
 
-    fn upload(answer: Answer) -> Upload {
+    fn upload(answer: Entities) -> Upload {
         Upload {
             integration_id: "dbt-1".into(),
             manifest_sha256: String::new(),
@@ -377,6 +402,7 @@ mod tests {
             manifest_invocation_id: None,
             answer,
             received_at: String::new(),
+            first_byte_unix: 0.0,
             content_length: None,
             user_agent: None,
             parts: Vec::new(),
@@ -387,10 +413,7 @@ mod tests {
     fn a_sync_answers_the_previous_result_until_it_ends() {
         let mut state = State::new(options());
         let t0 = Instant::now();
-        let failing = Answer {
-            failing: vec!["model.p.a".into()],
-            warning: vec![],
-        };
+        let failing = Entities::new(["model.p.a".to_string()], []);
         state.uploads.push(upload(failing.clone()));
         assert!(
             !state.trigger("dbt-1", t0),
@@ -403,7 +426,7 @@ mod tests {
         );
         assert_eq!(
             state.answer("dbt-1", t0 + Duration::from_secs(1)),
-            Answer::default()
+            Entities::default()
         );
         assert_eq!(state.answer("dbt-1", t0 + Duration::from_secs(2)), failing);
         assert!(state.trigger("dbt-1", t0 + Duration::from_secs(3)));

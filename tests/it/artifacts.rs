@@ -160,3 +160,45 @@ fn a_manifest_of_many_chunks_streams_whole_and_a_flaw_deep_inside_stops_it_befor
     assert_eq!(sim.state()["uploads"], serde_json::json!([]));
     assert_eq!(sim.state()["triggers"], 0);
 }
+
+#[test]
+fn only_regular_files_are_read_as_artifacts() {
+    // A named pipe would block the open for ever; a directory, a socket or a device is never
+    // what was meant. Each is refused at once, named for what it is, and nothing is sent.
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let socket = dir.path().join("socket.json");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut cases = vec![
+        (dir.path().to_path_buf(), "a directory"),
+        (socket, "a socket"),
+        (std::path::PathBuf::from("/dev/null"), "a character device"),
+    ];
+    if made.is_ok_and(|s| s.success()) {
+        cases.push((fifo, "a named pipe (FIFO)"));
+    } else {
+        eprintln!("mkfifo is not available: the named pipe case is skipped");
+    }
+    let run_results = fixture("build-passing").join("run_results.json");
+    for (manifest, what) in cases {
+        let started = std::time::Instant::now();
+        let output = expect_exit(
+            sim.upload(dir.path())
+                .arg("--manifest")
+                .arg(&manifest)
+                .arg("--run-results")
+                .arg(&run_results),
+            3,
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        let err = stderr(&output);
+        assert!(
+            err.contains(&manifest.display().to_string()) && err.contains(what),
+            "{what}: {err}"
+        );
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    assert_eq!(sim.requests(""), 0, "{}", sim.state()["requests"]);
+}

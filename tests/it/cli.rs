@@ -172,6 +172,11 @@ fn bare_hosts_get_the_api_path_and_known_wrong_hosts_warn() {
     );
     let (report, err) = plan("https://api.secoda.com");
     assert!(err.contains("secoda.co, not secoda.com"), "{err}");
+    assert_eq!(
+        err.matches("looks wrong").count(),
+        1,
+        "the warning is logged once: {err}"
+    );
     assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
     let (_, err) = plan("https://apac.secoda.co");
     assert!(err.contains("aapi.secoda.co"), "{err}");
@@ -190,14 +195,45 @@ fn bare_hosts_get_the_api_path_and_known_wrong_hosts_warn() {
 
 #[test]
 fn bad_values_are_usage_errors() {
-    for args in [
-        vec!["upload", "--wait-timeout", "soon"],
-        vec!["upload", "--fail-on", "sometimes"],
-        vec!["nope"],
+    for (args, needle) in [
+        (vec!["upload", "--wait-timeout", "soon"], "not a duration"),
+        (vec!["upload", "--fail-on", "sometimes"], "sometimes"),
+        (vec!["upload", "--poll-interval", "0"], "too short"),
+        (vec!["upload", "--max-attempts", "0"], "max-attempts"),
+        (
+            vec!["simulator", "--api-key", "k", "--sync-seconds", "inf"],
+            "between 0 and 86400",
+        ),
+        (vec!["nope"], "nope"),
     ] {
         let output = bin().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert_stderr_contains(&output, needle);
     }
+}
+
+#[test]
+fn an_id_is_one_path_segment_for_every_command() {
+    // A path smuggled in as an id must never reach another endpoint.
+    let sim = Simulator::start(&[]);
+    let smuggled = format!("../dbt/{INTEGRATION}/failing_tests");
+    let target = failing_build();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["integrations", "get", &smuggled],
+        vec!["integrations", "delete", "--yes", &smuggled],
+        vec!["integrations", "import-csv", &smuggled, "x.csv"],
+        vec!["upload", "--integration-id", &smuggled],
+        vec!["doctor", "--integration-id", &smuggled],
+    ];
+    for args in commands {
+        let mut cmd = sim.cli(&args);
+        if matches!(args[0], "upload" | "doctor") {
+            cmd.arg("--target-dir").arg(target.path());
+        }
+        let output = expect_exit(&mut cmd, 2);
+        assert_stderr_contains(&output, "is not an id");
+    }
+    assert_eq!(sim.requests(""), 0, "{}", sim.state()["requests"]);
 }
 
 #[test]

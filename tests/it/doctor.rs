@@ -107,3 +107,27 @@ fn each_failure_says_what_to_do_and_sets_the_exit_code() {
         "{text}"
     );
 }
+
+#[test]
+fn a_host_that_does_not_resolve_is_diagnosed_in_seconds() {
+    let target = failing_build();
+    let started = std::time::Instant::now();
+    let mut cmd = bin();
+    cmd.env("SECODA_API_KEY", KEY)
+        .args(["doctor", "--api-url", "https://nonexistent.invalid"])
+        .arg("--target-dir")
+        .arg(target.path());
+    let output = expect_exit(&mut cmd, 5);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "a doctor answers in seconds, not after retries: {:?}",
+        started.elapsed()
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains("FAIL  API reachable")
+            && text.contains("skip  API key accepted")
+            && text.contains("ok    artifacts"),
+        "{text}"
+    );
+}

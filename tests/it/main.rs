@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, with its location: the clearest report a test can give.
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod artifacts;
 mod cli;
 mod doctor;

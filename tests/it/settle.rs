@@ -78,28 +78,26 @@ fn an_unchanged_answer_settles_when_this_run_predicts_it() {
 
 #[test]
 fn an_answer_that_never_comes_times_out_with_exit_5() {
-    // The previous answer is a failing build's; this run passes, but the sync outlasts the wait.
-    let sim = Simulator::start(&["--sync-seconds", "0.2"]);
+    // The previous answer is a failing build's (a 0.2 s sync); this run passes, and its own sync
+    // (30 s) outlasts the wait: the stale answer contradicts this run and never changes.
+    let sim = Simulator::start(&["--sync-seconds", "0.2,30"]);
     let failing = failing_build();
-    assert_eq!(
-        sim.upload(failing.path()).output().unwrap().status.code(),
-        Some(1)
-    );
-    drop(sim);
-
-    let slow = Simulator::start(&["--sync-seconds", "30"]);
-    let first = slow
-        .upload(failing.path())
-        .args(["--no-wait"])
-        .output()
-        .unwrap();
-    assert_eq!(first.status.code(), Some(1));
-    // While the 30 s sync runs, triggers answer 409: give the trigger time, not the wait.
+    expect_exit(&mut sim.upload(failing.path()), 1);
     let passing = passing_build();
-    expect_exit(
-        slow.upload(passing.path())
-            .args(["--wait-timeout", "1s", "--trigger-timeout", "1s"]),
+    let output = expect_exit(
+        sim.upload(passing.path())
+            .args(["--wait-timeout", "1s", "--output", "json"]),
         5,
+    );
+    let report = json_report(&output);
+    assert_eq!(
+        report["trigger"]["conflicts"], 0,
+        "the exit 5 is the wait's, not the trigger's: {report}"
+    );
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did not settle within") && message.contains("still the one from before"),
+        "{message}"
     );
 }
 

@@ -60,19 +60,18 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts `dbt-secoda simulator` with the test key and short syncs, plus `extra` flags.
+    /// Starts `dbt-secoda simulator` with the test key and short syncs (unless `extra` says how
+    /// long), plus `extra` flags.
     pub fn start(extra: &[&str]) -> Simulator {
         let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
+        let sync: &[&str] = if extra.contains(&"--sync-seconds") {
+            &[]
+        } else {
+            &["--sync-seconds", "0.3"]
+        };
         let mut child = StdCommand::new(exe)
-            .args([
-                "simulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-key",
-                KEY,
-                "--sync-seconds",
-                "0.3",
-            ])
+            .args(["simulator", "--listen", "127.0.0.1:0", "--api-key", KEY])
+            .args(sync)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
