@@ -13,6 +13,7 @@ use reqwest::{Method, Response, header};
 use super::error::{ApiError, Endpoint, SetupError, error_detail, snippet};
 use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after, retrying};
 use crate::config::{ApiRoot, Connection, KeySource};
+use crate::units::format_duration;
 
 pub const USER_AGENT: &str = concat!("dbt-secoda/", env!("CARGO_PKG_VERSION"));
 
@@ -203,7 +204,20 @@ impl Client {
                 .body(body.to_vec());
         }
         tracing::debug!("{endpoint}");
-        check(request.send().await.map_err(transport)?).await
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() && !e.is_connect() {
+                Fault::Transport {
+                    message: format!(
+                        "no answer within {} (--stall-timeout): the connection stalled",
+                        format_duration(self.stall)
+                    ),
+                    unsent: false,
+                }
+            } else {
+                transport(e)
+            }
+        })?;
+        check(response).await
     }
 
     /// GET `endpoint`, retried, and decode its JSON answer.

@@ -8,7 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::path::PathBuf;
@@ -87,6 +87,22 @@ pub struct UploadAttempt<T, E> {
     pub producer: JoinHandle<Result<T, ProducerError<E>>>,
     /// Bytes the connection has taken so far (the counter given to [`channel_body`]).
     pub progress: Arc<AtomicU64>,
+    /// Ends the body early (from [`BodySender::stopper`]).
+    pub stop: Stop,
+}
+
+/// Ends a body early: the connection stops taking bytes at once and the producer stops reading.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn now(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a body producer stopped.
@@ -122,11 +138,17 @@ impl Client {
                 .header(header::CONTENT_TYPE, attempt.content_type)
                 .header(header::CONTENT_LENGTH, attempt.content_length)
                 .body(attempt.body);
-            let (producer, progress) = (attempt.producer, attempt.progress);
+            let (producer, progress, stop) = (attempt.producer, attempt.progress, attempt.stop);
             let stall = self.stall_timeout();
+            let stop_on_stall = stop.clone();
             let send = async move {
                 match request.send().await {
                     Ok(response) => {
+                        if !response.status().is_success() {
+                            // An answer while the body is still going out (413 before reading,
+                            // 401): the rest is not sent, and the answer is final.
+                            stop.now();
+                        }
                         check(response).await?;
                         match joined(producer.await) {
                             Ok(output) => Ok(output),
@@ -146,14 +168,17 @@ impl Client {
             async move {
                 tokio::select! {
                     result = send => result,
-                    () = stalled(&progress, stall) => Err(Fault::Transport {
-                        message: format!(
-                            "no progress for {} (no bytes taken, or no answer after the last \
-                             one): the connection stalled",
-                            format_duration(stall)
-                        ),
-                        unsent: false,
-                    }),
+                    () = stalled(&progress, stall) => {
+                        stop_on_stall.now();
+                        Err(Fault::Transport {
+                            message: format!(
+                                "no progress for {} (no bytes taken, or no answer after the last \
+                                 one): the connection stalled",
+                                format_duration(stall)
+                            ),
+                            unsent: false,
+                        })
+                    }
                 }
             }
         })
@@ -200,11 +225,15 @@ fn joined<T, E>(
 /// Feeds a streaming body from a blocking thread.
 pub struct BodySender {
     tx: mpsc::Sender<io::Result<Bytes>>,
+    stop: Stop,
 }
 
 impl BodySender {
     /// Sends a chunk, blocking while the HTTP side is behind.
     pub fn send(&self, chunk: Bytes) -> Result<(), Stopped> {
+        if self.stop.requested() {
+            return Err(Stopped);
+        }
         self.tx.blocking_send(Ok(chunk)).map_err(|_| Stopped)
     }
 
@@ -212,23 +241,36 @@ impl BodySender {
     pub fn abort(&self, why: String) {
         let _ = self.tx.blocking_send(Err(io::Error::other(why)));
     }
+
+    /// A handle that ends this body early.
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
+    }
 }
 
 /// A body fed by a [`BodySender`]; `sent` counts the bytes handed to the HTTP stack.
 pub fn channel_body(buffered_chunks: usize, sent: Arc<AtomicU64>) -> (reqwest::Body, BodySender) {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(buffered_chunks);
+    let stop = Stop::default();
+    let stopped = stop.clone();
     let counter = sent;
     // Counted as the HTTP stack takes each chunk: the progress bar and the stall watchdog
     // follow the connection chunk by chunk (1 MiB for artifacts). Slicing chunks finer cost
     // CPU in the upload benchmark and gained nothing a stall timeout of minutes needs.
     let stream = futures_util::stream::poll_fn(move |cx| {
+        if stopped.requested() {
+            // Secoda has answered already: the rest of the body would only be thrown away.
+            return std::task::Poll::Ready(Some(Err(io::Error::other(
+                "the body was stopped: Secoda answered before it was sent",
+            ))));
+        }
         let item = rx.poll_recv(cx);
         if let std::task::Poll::Ready(Some(Ok(chunk))) = &item {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         item
     });
-    (reqwest::Body::wrap_stream(stream), BodySender { tx })
+    (reqwest::Body::wrap_stream(stream), BodySender { tx, stop })
 }
 
 /// An attempt that sends `files` as a form, re-reading them from disk; each must still have
@@ -237,6 +279,7 @@ pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io
     let form = Form::new(files.iter().map(|(head, _)| head.clone()).collect());
     let progress = Arc::new(AtomicU64::new(0));
     let (body, sender) = channel_body(4, Arc::clone(&progress));
+    let stop = sender.stopper();
     let paths: Vec<(PathBuf, u64)> = files
         .iter()
         .map(|(head, path)| (path.clone(), head.len))
@@ -283,6 +326,7 @@ pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io
         content_length,
         producer,
         progress,
+        stop,
     }
 }
 

@@ -74,6 +74,10 @@ pub struct TestResult {
     pub file: Option<String>,
     /// The node the test checks (a model, source, seed or snapshot unique_id).
     pub entity: Option<String>,
+    /// Whether the manifest names that node itself (`attached_node`, a unit test's model), rather
+    /// than it being guessed from `depends_on` (singular tests).
+    #[serde(skip)]
+    pub attached: bool,
 }
 
 /// What run_results.json says, summed up.
@@ -128,6 +132,7 @@ impl RunOutcome {
             if let Some(node) = facts.get(&test.unique_id) {
                 test.file = node.file.clone();
                 test.entity = node.entity(&test.unique_id);
+                test.attached = node.attached_node.is_some() || node.model.is_some();
             }
         }
     }
@@ -235,6 +240,7 @@ impl RunResultsVisitor {
                     message: current.message.take(),
                     file: None,
                     entity: None,
+                    attached: false,
                 });
             }
         }

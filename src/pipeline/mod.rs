@@ -19,7 +19,7 @@ use crate::artifacts::{self, ArtifactError, Pair};
 use crate::config::{ArtifactPaths, Id};
 use crate::entities::Entities;
 use crate::exit::{ExitCode, Failure, OnApiError};
-use crate::report::{Event, FileReport, Plan, Report, SecodaAnswer, Sink, Uploaded};
+use crate::report::{Event, FileReport, NotWaited, Plan, Report, SecodaAnswer, Sink, Uploaded};
 use crate::settle::{Disagreements, Prediction, Settler};
 use crate::units::{count, format_duration, human_bytes};
 pub use gate::FailOn;
@@ -169,9 +169,8 @@ async fn steps(
             run_results: with_hash(&pair.run_results, run_results_sha),
             upload: client.upload_endpoint(id).to_string(),
             trigger: client.trigger_endpoint(id).to_string(),
-            failing_tests: job
-                .wait
-                .map(|_| client.failing_tests_endpoint(id).to_string()),
+            failing_tests: client.failing_tests_endpoint(id).to_string(),
+            waits: job.wait.is_some(),
         });
         return Ok(());
     }
@@ -198,11 +197,10 @@ async fn upload_and_sync(
 ) -> Result<(), Error> {
     let id = &job.integration;
 
-    // A cheap check of the key and the integration before a large body is sent.
-    let before_upload = match job.wait {
-        Some(_) => Some(client.failing_tests(id).await?),
-        None => None,
-    };
+    // One cheap request proves the key and the integration before any large body is sent: a
+    // server that answers 401 and closes while the body is still coming would otherwise cost a
+    // whole upload, or several (docs/settle.md).
+    let before_upload = client.failing_tests(id).await?;
 
     let started = Instant::now();
     let (run, attempts) = upload::upload(client, id, pair, sink).await?;
@@ -226,19 +224,25 @@ async fn upload_and_sync(
     sink.event(Event::Triggered);
     tracing::info!("dbt sync triggered");
 
-    let Some(wait) = job.wait else {
+    let not_waited = match job.wait {
+        None => Some(NotWaited::NoWait),
+        Some(_) if !run.has_test_outcomes() => Some(NotWaited::NoTestOutcomes),
+        Some(_) if cancel.is_draining() => Some(NotWaited::ShuttingDown),
+        Some(_) => None,
+    };
+    let Some(wait) = job.wait.filter(|_| not_waited.is_none()) else {
+        if let Some(why) = not_waited.filter(|w| *w != NotWaited::NoWait) {
+            tracing::info!("Secoda's answer {}", why.explain());
+        }
+        report.not_waited = not_waited;
         return Ok(());
     };
-    if cancel.is_draining() {
-        tracing::info!("shutting down: not waiting for Secoda's answer");
-        return Ok(());
-    }
     // The settle rule's baseline is the answer as this run's sync starts, not as the upload
     // started: a sync that was running then (one the trigger waited out, or one that ended during
     // the upload) has changed the answer to its own result since, and that result is not this
     // run's (docs/settle.md).
     let baseline = client.failing_tests(id).await?;
-    if before_upload.is_some_and(|before| before != baseline) {
+    if before_upload != baseline {
         tracing::info!(
             "Secoda's answer changed while this run uploaded: another sync ended; its result is \
              the baseline this run's answer must differ from"
@@ -248,6 +252,7 @@ async fn upload_and_sync(
     let Some(answer) =
         wait_for_answer(client, id, wait, baseline, prediction.clone(), cancel).await?
     else {
+        report.not_waited = Some(NotWaited::ShuttingDown);
         return Ok(());
     };
     report.disagreements = prediction.and_then(|p| {
@@ -280,18 +285,14 @@ async fn wait_for_answer(
     let started = Instant::now();
     let mut settler = Settler::new(baseline.clone(), prediction);
     let mut polls = 0;
+    let timeout = |settler: &Settler, polls, reason: Option<&str>| ApiError::WaitTimeout {
+        waited: started.elapsed(),
+        polls,
+        reason: reason.unwrap_or(settler.why_not()).to_string(),
+    };
     loop {
         if started.elapsed() + wait.poll_interval > wait.timeout {
-            let reason = if settler.unchanged() {
-                "the answer is still the one from before this run's sync".to_string()
-            } else {
-                "the answer kept changing".to_string()
-            };
-            return Err(ApiError::WaitTimeout {
-                waited: started.elapsed(),
-                polls,
-                reason,
-            });
+            return Err(timeout(&settler, polls, None));
         }
         tokio::select! {
             () = tokio::time::sleep(wait.poll_interval) => {}
@@ -303,11 +304,8 @@ async fn wait_for_answer(
         // A poll's own retries stay inside --wait-timeout.
         let left = wait.timeout.saturating_sub(started.elapsed());
         let Ok(answer) = tokio::time::timeout(left, client.failing_tests(id)).await else {
-            return Err(ApiError::WaitTimeout {
-                waited: started.elapsed(),
-                polls,
-                reason: "Secoda did not answer the last poll in time".to_string(),
-            });
+            let reason = "Secoda did not answer the last poll in time";
+            return Err(timeout(&settler, polls, Some(reason)));
         };
         let answer = answer?;
         polls += 1;
@@ -321,6 +319,7 @@ async fn wait_for_answer(
                 failing: answer.failing,
                 warning: answer.warning,
                 settled_by,
+                confidence: settled_by.confidence(),
                 before_sync: baseline,
                 polls,
                 waited: started.elapsed(),

@@ -42,6 +42,7 @@ pub(super) async fn upload(
         .upload_artifacts(integration, || {
             sent.store(0, Ordering::Relaxed);
             let (body, sender) = channel_body(2, Arc::clone(&sent));
+            let stop = sender.stopper();
             let (pair, form_for_thread) = (pair.clone(), form.clone());
             let producer =
                 tokio::task::spawn_blocking(move || produce(&pair, &form_for_thread, &sender));
@@ -51,6 +52,7 @@ pub(super) async fn upload(
                 content_length: form.content_length(),
                 producer,
                 progress: Arc::clone(&sent),
+                stop,
             }
         })
         .await;

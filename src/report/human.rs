@@ -30,6 +30,9 @@ pub fn render(report: &Report, p: Paint) -> String {
     if let Some(answer) = &report.secoda {
         render_answer(&mut out, answer, p);
     }
+    if let (Some(why), Some(_)) = (report.not_waited, &report.trigger) {
+        let _ = writeln!(out, "{}{}", label(p, "Answer"), p.dim(why.explain()));
+    }
     if let Some(summary) = &report.test_summary {
         tests(&mut out, report, summary, p);
     }
@@ -83,12 +86,11 @@ fn render_plan(out: &mut String, plan: &Plan, p: Paint) {
             file.sha256.as_deref().unwrap_or("?")
         );
     }
-    if let Some(get) = &plan.failing_tests {
-        let _ = writeln!(
-            out,
-            "{INDENT}1. {get}  (checks the key and integration first)"
-        );
-    }
+    let get = &plan.failing_tests;
+    let _ = writeln!(
+        out,
+        "{INDENT}1. {get}  (checks the key and integration before any file is sent)"
+    );
     let _ = writeln!(
         out,
         "{INDENT}2. {}  (multipart: run_results, manifest)",
@@ -99,7 +101,7 @@ fn render_plan(out: &mut String, plan: &Plan, p: Paint) {
         "{INDENT}3. {}  (retried while a sync is running)",
         plan.trigger
     );
-    if let Some(get) = &plan.failing_tests {
+    if plan.waits {
         let _ = writeln!(
             out,
             "{INDENT}4. {get}  (the answer as the sync starts, then polled until it settles)"

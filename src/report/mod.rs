@@ -21,7 +21,7 @@ use crate::api::TriggerStats;
 use crate::artifacts::{ArtifactFile, Level, Pair, RunOutcome, TestResult};
 use crate::entities::Entities;
 use crate::exit::Failure;
-use crate::settle::{Disagreements, SettledBy};
+use crate::settle::{Confidence, Disagreements, SettledBy};
 use crate::units::{count, seconds};
 
 pub use sink::{Event, OutputFormat, Sink};
@@ -72,8 +72,10 @@ pub struct Plan {
     pub run_results: FileReport,
     pub upload: String,
     pub trigger: String,
-    /// Absent with --no-wait.
-    pub failing_tests: Option<String>,
+    /// Asked first (it proves the key and the integration), and polled after the trigger.
+    pub failing_tests: String,
+    /// Whether the answer would be waited for (not with --no-wait).
+    pub waits: bool,
 }
 
 /// Secoda's failing-tests answer, and how the wait for it ended.
@@ -82,6 +84,8 @@ pub struct SecodaAnswer {
     pub failing: Vec<String>,
     pub warning: Vec<String>,
     pub settled_by: SettledBy,
+    /// How sure the rule is that the answer is this run's sync's.
+    pub confidence: Confidence,
     /// The answer as this run's sync started, which the settle rule compares against.
     pub before_sync: Entities,
     pub polls: u32,
@@ -120,6 +124,33 @@ impl ErrorReport {
     }
 }
 
+/// Why a run did not wait for Secoda's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotWaited {
+    /// `--no-wait`.
+    NoWait,
+    /// The run's results carry no test outcomes (compile, docs generate, show, run-operation):
+    /// there is nothing for the answer to confirm.
+    NoTestOutcomes,
+    /// The process is shutting down (watch's drain).
+    ShuttingDown,
+}
+
+impl NotWaited {
+    pub fn explain(self) -> &'static str {
+        match self {
+            NotWaited::NoWait => "not waited for (--no-wait): the local results decide",
+            NotWaited::NoTestOutcomes => {
+                "not waited for: this dbt command writes no test outcomes, so there is nothing for Secoda's failing-tests answer to confirm"
+            }
+            NotWaited::ShuttingDown => {
+                "not waited for: shutting down after the upload and the sync trigger"
+            }
+        }
+    }
+}
+
 /// How a run ended, as the JSON document's `result` says it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,6 +177,8 @@ pub struct Report {
     pub trigger: Option<TriggerStats>,
     /// Secoda's settled failing-tests answer; absent with --no-wait or when the wait failed.
     pub secoda: Option<SecodaAnswer>,
+    /// Why the run did not wait for that answer, when it did not.
+    pub not_waited: Option<NotWaited>,
     pub test_summary: Option<TestSummary>,
     /// One entry per test that did not pass (failed, errored, warned, skipped, ...).
     pub tests: Vec<TestResult>,

@@ -112,7 +112,14 @@ fn server_errors_on_the_trigger_are_retried() {
 #[test]
 fn rate_limits_are_retried_after_the_time_secoda_asks_for() {
     // 429 with Retry-After: 1, twice: the upload waits about two seconds, not the scaled backoff.
-    let sim = Simulator::start(&["--fail-requests", "2", "--fail-status", "429"]);
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "2",
+        "--fail-status",
+        "429",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
     let target = failing_build();
     let started = Instant::now();
     let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
@@ -200,8 +207,14 @@ fn an_unknown_integration_is_exit_4() {
 
 #[test]
 fn a_redirected_post_is_refused_with_a_hint() {
-    // With --no-wait the upload is the first request; it is answered with a redirect.
-    let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "301"]);
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "1",
+        "--fail-status",
+        "301",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
     let target = failing_build();
     let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
     let err = stderr(&output);
@@ -276,7 +289,14 @@ fn nothing_listening_is_exit_5() {
 
 #[test]
 fn a_bad_request_is_exit_4_and_not_retried() {
-    let sim = Simulator::start(&["--fail-requests", "1", "--fail-status", "413"]);
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "1",
+        "--fail-status",
+        "413",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
     let target = passing_build();
     let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
     assert!(
@@ -426,4 +446,96 @@ fn a_stalled_upload_is_abandoned_and_retried_within_the_retry_timeout() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn a_wrong_key_costs_no_upload_even_when_the_server_closes_early() {
+    // gunicorn with nothing in front answers 401 before reading the body and closes: a client
+    // still sending sees a reset and may take it for a transient failure. One cheap request
+    // before any file is sent settles the key, also with --no-wait.
+    let sim = Simulator::start(&["--early-close"]);
+    let target = failing_build();
+    let output = expect_exit(
+        sim.upload(target.path())
+            .arg("--no-wait")
+            .env("SECODA_API_KEY", "sk-wrong-key-5678"),
+        4,
+    );
+    assert_stderr_contains(&output, "401");
+    assert_eq!(sim.requests(""), 1, "{}", sim.state()["requests"]);
+    assert_eq!(sim.requests(&upload_path()), 0);
+    let unknown = expect_exit(
+        sim.upload(target.path()).args([
+            "--no-wait",
+            "--integration-id",
+            "00000000-0000-4000-8000-000000000000",
+        ]),
+        4,
+    );
+    assert_stderr_contains(&unknown, "404");
+    assert_eq!(
+        sim.requests(&upload_path()),
+        0,
+        "no upload to an unknown integration"
+    );
+}
+
+#[test]
+fn a_body_size_limit_is_learnt_with_one_upload_and_a_few_mib() {
+    // nginx's client_max_body_size (1 MiB by default) answers 413 before reading; the client
+    // stops sending as soon as the answer arrives instead of pushing the whole pair into it.
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(300 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&["--max-body-bytes", "1048576"]);
+    let started = Instant::now();
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_stderr_contains(&output, "413");
+    assert_stderr_contains(&output, "client_max_body_size");
+    let state = sim.state();
+    assert_eq!(
+        state["requests"][upload_path().as_str()]["413"],
+        1,
+        "{state}"
+    );
+    assert_eq!(sim.requests(&upload_path()), 1, "one attempt: {state}");
+    let sent = state["received_bytes"][upload_path().as_str()]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(sent <= 4 << 20, "{sent} bytes sent before the 413 ended it");
+    println!("a 300 MiB upload sent {sent} bytes before the 413, in {elapsed:?}");
+}
+
+#[test]
+fn a_server_failing_every_upload_gets_at_most_max_attempts_uploads() {
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "100000",
+        "--fail-status",
+        "500",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
+    let target = failing_build();
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 5);
+    assert_stderr_contains(&output, "after 4 attempts");
+    assert_eq!(sim.requests(&upload_path()), 4, "the default budget");
+    expect_exit(
+        sim.upload(target.path())
+            .args(["--no-wait", "--max-attempts", "2"]),
+        5,
+    );
+    assert_eq!(sim.requests(&upload_path()), 6);
+    expect_exit(
+        sim.upload(target.path())
+            .arg("--no-wait")
+            .env("DBT_SECODA_MAX_ATTEMPTS", "1"),
+        5,
+    );
+    assert_eq!(sim.requests(&upload_path()), 7);
 }

@@ -185,22 +185,29 @@ fn deleting_asks_first_and_needs_yes_without_a_terminal() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        use std::io::Write;
+        // Answer once the question is on the terminal (script copies it to its stdout).
+        use std::io::{Read, Write};
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("[y/N]") {
+            match stdout.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => break,
+            }
+        }
         child
             .stdin
             .take()
             .unwrap()
             .write_all(format!("{answer}\n").as_bytes())
             .unwrap();
-        child.wait_with_output().unwrap()
+        stdout.read_to_end(&mut seen).unwrap();
+        child.wait().unwrap();
+        String::from_utf8_lossy(&seen).into_owned()
     };
     let kept = ask("n");
-    assert!(
-        stdout(&kept).contains("cannot be undone"),
-        "{}",
-        stdout(&kept)
-    );
+    assert!(kept.contains("cannot be undone"), "{kept}");
     expect_exit(&mut sim.cli(&["integrations", "get", &id]), 0);
     ask("y");
     expect_exit(&mut sim.cli(&["integrations", "get", &id]), 4);

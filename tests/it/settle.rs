@@ -122,3 +122,152 @@ fn the_wait_times_out_when_the_answer_stays_stale() {
         "the local results are still reported"
     );
 }
+
+/// Which build this run uploads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Build {
+    Failing,
+    Passing,
+}
+
+/// What Secoda answered before this run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum History {
+    /// Nothing was uploaded before.
+    First,
+    /// The same build was uploaded and synced before.
+    Same,
+    /// The other build was uploaded and synced before.
+    Different,
+}
+
+fn build(which: Build) -> tempfile::TempDir {
+    match which {
+        Build::Failing => failing_build(),
+        Build::Passing => passing_build(),
+    }
+}
+
+/// This run's sync, against 100 ms polls: over before the first poll, or eight polls long.
+const SHORT_SYNC: &str = "0.05";
+const LONG_SYNC: &str = "0.8";
+
+/// Runs one case of the settle table through the binary; returns the report.
+fn case(naming: &str, history: History, this: Build, sync: &str) -> serde_json::Value {
+    let syncs = if history == History::First {
+        sync.to_string()
+    } else {
+        format!("{SHORT_SYNC},{sync}")
+    };
+    let sim = Simulator::start(&["--entity-names", naming, "--sync-seconds", &syncs]);
+    let before = match (history, this) {
+        (History::First, _) => None,
+        (History::Same, b) => Some(b),
+        (History::Different, Build::Failing) => Some(Build::Passing),
+        (History::Different, Build::Passing) => Some(Build::Failing),
+    };
+    if let Some(before) = before {
+        let code = if before == Build::Failing { 1 } else { 0 };
+        expect_exit(&mut sim.upload(build(before).path()), code);
+    }
+    let target = build(this);
+    let code = if this == Build::Failing { 1 } else { 0 };
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), code);
+    json_report(&output)
+}
+
+/// The table of docs/settle.md for one way of naming entities: every history and sync length,
+/// for a failing and a passing build. The exit code is always the one this run's results call
+/// for, the wait ends within a few polls of the sync's end, and a stale answer is never taken.
+fn settle_table(naming: &str) {
+    for history in [History::First, History::Same, History::Different] {
+        for this in [Build::Failing, Build::Passing] {
+            for sync in [SHORT_SYNC, LONG_SYNC] {
+                let report = case(naming, history, this, sync);
+                let what = format!("{naming} {history:?} {this:?} sync {sync}s");
+                let answer = &report["secoda"];
+                let settled_by = answer["settled_by"].as_str().unwrap_or_default();
+                let failing = answer["failing"].as_array().map_or(0, Vec::len);
+                let changed = history != History::Same
+                    && !(history == History::First && this == Build::Passing);
+                if changed {
+                    assert_eq!(settled_by, "changed", "{what}: {report}");
+                } else if naming == "opaque" && this == Build::Failing {
+                    assert_eq!(settled_by, "consistent", "{what}: {report}");
+                } else {
+                    assert_eq!(settled_by, "expected", "{what}: {report}");
+                }
+                // Never the stale answer: a failing build's answer lists its failing entities,
+                // a passing build's lists none.
+                assert_eq!(failing > 0, this == Build::Failing, "{what}: {report}");
+                assert!(
+                    report["disagreements"].is_null(),
+                    "{what}: Secoda's names are this run's: {report}"
+                );
+                // Within two polls of the sync's end (plus the time a poll takes), or a few
+                // polls when the answer does not change.
+                let sync_polls = if changed && sync == LONG_SYNC { 8 } else { 0 };
+                let polls = answer["polls"].as_u64().unwrap();
+                assert!(polls <= sync_polls + 4, "{what}: {polls} polls: {report}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_settle_table_by_node_unique_id() {
+    settle_table("node");
+}
+
+#[test]
+fn the_settle_table_by_the_tests_own_id_for_singular_tests() {
+    settle_table("test");
+}
+
+#[test]
+fn the_settle_table_by_node_name() {
+    settle_table("name");
+}
+
+#[test]
+fn the_settle_table_by_relation_name() {
+    settle_table("relation");
+}
+
+#[test]
+fn the_settle_table_by_opaque_ids() {
+    settle_table("opaque");
+}
+
+#[test]
+fn a_run_without_test_outcomes_does_not_wait_for_the_answer() {
+    // A passing build's answer stands; `dbt compile` has nothing for it to confirm: it used to
+    // wait for --wait-timeout and exit 5.
+    let sim = Simulator::start(&["--sync-seconds", "30"]);
+    let compile = fixture("compile");
+    let target = target_with(
+        Some(&compile.join("manifest.json")),
+        Some(&compile.join("run_results.json")),
+    );
+    let started = std::time::Instant::now();
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let report = json_report(&output);
+    assert_eq!(report["not_waited"], "no_test_outcomes", "{report}");
+    assert!(report["secoda"].is_null());
+    assert_eq!(
+        sim.requests(&format!(
+            "/api/v1/integration/dbt/{INTEGRATION}/failing_tests/"
+        )),
+        1,
+        "only the check before the upload"
+    );
+    // The same for people (a fresh simulator: the first one's sync is still running).
+    let sim = Simulator::start(&[]);
+    let text = stdout(&expect_exit(&mut sim.upload(target.path()), 0));
+    assert!(text.contains("writes no test outcomes"), "{text}");
+    assert!(
+        text.contains("nothing for Secoda's failing-tests answer to confirm"),
+        "{text}"
+    );
+}

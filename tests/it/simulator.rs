@@ -52,7 +52,128 @@ fn keys_routes_and_trailing_slashes_behave_like_secoda() {
         sim.get("/healthcheck/"),
         (200, serde_json::json!({"status": "OK"}))
     );
-    assert_eq!(sim.get("/api/v1/nothing/here/").0, 404);
+    // A path no view serves is Django's own HTML page, not DRF's JSON.
+    let (status, body) = sim.request(
+        "GET",
+        "/api/v1/nothing/here/",
+        &[("Authorization", &auth())],
+        b"",
+    );
+    assert_eq!(status, 404);
+    assert!(
+        String::from_utf8_lossy(&body).starts_with("<!doctype html>"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+/// A POST whose body is sent chunked (no Content-Length): status and body.
+fn post_chunked(sim: &Simulator, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = sim.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAuthorization: {}\r\n\
+         Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        auth()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(64 * 1024) {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        stream.write_all(chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn uploads_are_refused_where_django_rest_framework_refuses_them() {
+    let sim = Simulator::start(&[]);
+    let path = format!("/api/v1/integration/dbt/{INTEGRATION}/upload_artifacts/");
+    let manifest = std::fs::read(demo_artifacts().join("manifest.json")).unwrap();
+    let run_results = std::fs::read(demo_artifacts().join("run_results.json")).unwrap();
+    let whole = form(
+        "b0undary",
+        &[("run_results", &run_results), ("manifest", &manifest)],
+    );
+
+    // Chunked: Django reads a body only as far as its Content-Length, so the view sees no files.
+    let (status, body) = post_chunked(
+        &sim,
+        &path,
+        "multipart/form-data; boundary=b0undary",
+        &whole,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("No file was submitted."), "{body}");
+
+    // A part without a filename is a form field, not a file.
+    let text = String::from_utf8_lossy(&whole).into_owned();
+    let fields = text.replace("; filename=\"manifest.json\"", "");
+    let (status, body) = sim.request(
+        "POST",
+        &path,
+        &[
+            ("Authorization", &auth()),
+            ("Content-Type", "multipart/form-data; boundary=b0undary"),
+        ],
+        fields.as_bytes(),
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("\"manifest\":[\"No file was submitted.\"]"),
+        "{body}"
+    );
+    assert_eq!(sim.state()["uploads"], serde_json::json!([]));
+}
+
+#[test]
+fn the_body_size_limit_and_early_closes_behave_like_nginx_and_gunicorn() {
+    let path = format!("/api/v1/integration/dbt/{INTEGRATION}/upload_artifacts/");
+    let big = vec![b'x'; 3 << 20];
+    // nginx: 413 at once for a declared body over the limit, whatever the key.
+    let sim = Simulator::start(&["--max-body-bytes", "1048576"]);
+    let (status, body) = sim.request("POST", &path, &[], &big);
+    assert_eq!(status, 413);
+    assert!(String::from_utf8_lossy(&body).contains("413 Request Entity Too Large"));
+    let (status, _) = sim.request("POST", &path, &[("Authorization", &auth())], &big[..1000]);
+    assert_eq!(status, 400, "under the limit, the application answers");
+
+    // gunicorn with nothing in front: a 401 answered before the body is read, then the
+    // connection closed; the body is never read.
+    let sim = Simulator::start(&["--early-close"]);
+    let host = sim.url.trim_start_matches("http://").to_string();
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+         Content-Length: {}\r\n\r\n",
+        big.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(&big[..64 * 1024]);
+    let mut answer = vec![0; 12];
+    let read = stream.read(&mut answer).unwrap_or(0);
+    assert!(
+        read == 0 || answer.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let state = sim.state();
+    assert_eq!(state["requests"][path.as_str()]["401"], 1, "{state}");
+    assert!(state["received_bytes"][path.as_str()].is_null(), "{state}");
 }
 
 #[test]
@@ -121,7 +242,12 @@ fn the_sync_answers_409_while_it_runs_then_reflects_the_upload() {
         serde_json::json!([]),
         "the previous answer while it runs"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The sync's end is a change of state, not a moment: wait for the simulator to say so.
+    let started = std::time::Instant::now();
+    while sim.state()["syncs"][INTEGRATION]["running"] == true {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(sim.get(&failing).1["failing"].as_array().unwrap().len(), 2);
     assert_eq!(sim.state()["conflicts_served"], 1);
 }

@@ -118,10 +118,13 @@ fn a_failing_build_is_uploaded_byte_for_byte_and_exits_1() {
 
 #[test]
 fn a_failure_only_secoda_reports_fails_the_run_and_the_disagreement_is_reported() {
+    // A sync shorter than one poll: a passing build's answer is this run's at the first poll.
+    // (A longer sync would leave the previous answer, "nothing failing", which this run's
+    // results explain: the rule would take it, docs/settle.md.)
     let secoda_says_failing = || {
         Simulator::start(&[
             "--sync-seconds",
-            "0.2",
+            "0.05",
             "--fixed-answer",
             r#"{"failing": ["model.fernleaf.dim_customers"], "warning": []}"#,
         ])
@@ -244,11 +247,13 @@ fn no_wait_lets_the_local_results_decide_without_polling() {
     assert_eq!(output.status.code(), Some(1));
     let report = json_report(&output);
     assert!(report["secoda"].is_null());
+    assert_eq!(report["not_waited"], "no_wait");
     assert_eq!(
         sim.requests(&format!(
             "/api/v1/integration/dbt/{INTEGRATION}/failing_tests/"
         )),
-        0
+        1,
+        "the check of the key and integration before the upload; no polling"
     );
     assert_eq!(sim.state()["triggers"], 1);
 }
