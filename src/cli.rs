@@ -14,7 +14,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::{self, demo, doctor, integrations, slack, upload};
+use crate::commands::{self, demo, doctor, health, integrations, slack, upload, watch};
 use crate::config::{ArtifactInput, ConnectionInput, Id, KeyInput, Region, Secret};
 use crate::entities::Entities;
 use crate::env_vars as env;
@@ -65,6 +65,13 @@ pub enum Command {
     /// Slack: the conversations and channels Secoda can post to.
     #[command(subcommand)]
     Slack(SlackCommand),
+    /// Watch the target folder and upload each fresh pair a dbt command writes (a sidecar, or
+    /// while you work): every option of upload, plus how to watch.
+    #[command(after_help = exit::help_short(), after_long_help = exit::help())]
+    Watch(WatchArgs),
+    /// Probe a URL (e.g. a watcher's /healthz) for a container health check: exit 0 when it
+    /// answers 2xx, 1 otherwise. Needs no shell or curl in the image.
+    Health(HealthArgs),
     /// Check the setup, one line a check: API reachable, key accepted, integration, proxy and CA,
     /// artifacts in the target folder.
     #[command(after_help = exit::help_short(), after_long_help = exit::help())]
@@ -204,6 +211,68 @@ pub struct UploadArgs {
     /// Report format on stdout.
     #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OutputFormat::Text, env = env::OUTPUT, hide_env_values = true)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub upload: UploadArgs,
+
+    #[command(flatten)]
+    pub watch: WatchOnlyArgs,
+}
+
+/// How `watch` watches.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Watching")]
+pub struct WatchOnlyArgs {
+    /// Exit after the first fresh pair is processed, with that upload's exit code.
+    #[arg(long, env = env::ONCE, hide_env_values = true, value_parser = BoolishValueParser::new())]
+    pub once: bool,
+
+    /// How long a complete pair must hold still before it is copied and uploaded.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = env::DEBOUNCE, hide_env_values = true, value_name = "DURATION")]
+    pub debounce: Duration,
+
+    /// Where the last processed pair is remembered across restarts [default:
+    /// $XDG_STATE_HOME/dbt-secoda/watch-HASH.json, or ~/.local/state/dbt-secoda/..., one file
+    /// per target folder]
+    #[arg(long, env = env::STATE_FILE, hide_env_values = true, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// How often the target folder is scanned (the source of truth; file-system events only
+    /// make a scan come sooner).
+    #[arg(long, default_value = "1s", value_parser = poll_interval, env = env::SCAN_INTERVAL, hide_env_values = true, value_name = "DURATION")]
+    pub scan_interval: Duration,
+
+    /// Scan only, no file-system events (network file systems, some container mounts).
+    #[arg(long, env = env::POLLING, hide_env_values = true, value_parser = BoolishValueParser::new())]
+    pub polling: bool,
+
+    /// Which dbt commands (run_results' args.which) are uploaded, comma-separated. compile,
+    /// docs generate, show and run-operation are left out by default: they test nothing, and
+    /// uploading them would tell Secoda no test fails.
+    #[arg(long, default_value = crate::watch::DEFAULT_COMMANDS, value_delimiter = ',', env = env::COMMANDS, hide_env_values = true, value_name = "LIST")]
+    pub commands: Vec<String>,
+
+    /// On SIGTERM or Ctrl-C, how long to let the upload in flight (and a pair already
+    /// complete) finish before stopping; Kubernetes waits 30 s before it kills.
+    #[arg(long, default_value = "25s", value_parser = parse_duration, env = env::SHUTDOWN_GRACE, hide_env_values = true, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. 0.0.0.0:9090.
+    #[arg(long, env = env::HEALTH_LISTEN, hide_env_values = true, value_name = "ADDR")]
+    pub health_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The URL to probe, e.g. http://127.0.0.1:9090/readyz.
+    pub url: String,
+
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "5s", value_parser = positive_duration, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// How results are printed.
@@ -559,19 +628,46 @@ fn usage(e: clap::Error) -> std::process::ExitCode {
     code.into()
 }
 
+fn upload_input(args: &UploadArgs, leaf: &ArgMatches, progress: bool) -> upload::Input {
+    upload::Input {
+        connection: connection(&args.connection, leaf),
+        integration: args.integration.integration_id.clone(),
+        artifacts: artifacts(&args.artifacts),
+        options: options(&args.behaviour),
+        output: args.output,
+        progress: progress && args.output == OutputFormat::Text,
+    }
+}
+
+fn watch_input(args: &WatchOnlyArgs) -> watch::WatchInput {
+    watch::WatchInput {
+        once: args.once,
+        debounce: args.debounce,
+        state_file: args.state_file.clone(),
+        scan_interval: args.scan_interval,
+        polling: args.polling,
+        commands: args
+            .commands
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        shutdown_grace: args.shutdown_grace,
+        health_listen: args.health_listen,
+    }
+}
+
 async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCode {
     match command {
-        Command::Upload(args) => {
-            upload::run(upload::Input {
-                connection: connection(&args.connection, leaf),
-                integration: args.integration.integration_id.clone(),
-                artifacts: artifacts(&args.artifacts),
-                options: options(&args.behaviour),
-                output: args.output,
-                progress: progress && args.output == OutputFormat::Text,
-            })
+        Command::Upload(args) => upload::run(upload_input(&args, leaf, progress)).await,
+        Command::Watch(args) => {
+            watch::run(
+                upload_input(&args.upload, leaf, progress),
+                watch_input(&args.watch),
+            )
             .await
         }
+        Command::Health(args) => health::run(&args.url, args.timeout).await,
         Command::Integrations(cmd) => {
             let (input, connection_args, output) = integrations_input(cmd);
             integrations::run(input, connection(&connection_args, leaf), output).await

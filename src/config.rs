@@ -39,6 +39,10 @@ pub enum ConfigError {
     InvalidUrl { url: String, reason: String },
     #[error("refusing to send the API key over plain http to {host}")]
     InsecureHttp { host: String },
+    #[error(
+        "--wait-timeout {wait} leaves no room for two polls every --poll-interval {poll}: the answer could never settle"
+    )]
+    WaitTooShort { wait: String, poll: String },
     #[error("{path} not found: --project-dir must be a dbt project folder", path = .path.display())]
     NoProjectFile { path: PathBuf },
     #[error("cannot read {path}: {reason}", path = .path.display())]
@@ -73,6 +77,9 @@ impl Failure for ConfigError {
             }
             ConfigError::InsecureHttp { .. } => {
                 "use https://, or pass --allow-insecure-http if this host is on a network you trust".into()
+            }
+            ConfigError::WaitTooShort { .. } => {
+                "raise --wait-timeout to at least two poll intervals (an answer counts once two polls agree), or lower --poll-interval".into()
             }
             ConfigError::NoProjectFile { .. } | ConfigError::ProjectFile { .. } => format!(
                 "point --project-dir (or {}) at the folder holding dbt_project.yml",
@@ -209,7 +216,7 @@ impl KeyInput {
     /// level (so an organisation-wide SECODA_API_KEY does not stop one step from passing a file).
     pub fn resolve(&self) -> Result<ApiKey, ConfigError> {
         let from_file = |path: &PathBuf| {
-            let bytes = files::read_regular(path).map_err(|e| ConfigError::KeyFile {
+            let bytes = files::read_small(path).map_err(|e| ConfigError::KeyFile {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;

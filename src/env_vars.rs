@@ -32,6 +32,16 @@ pub const TRIGGER_TIMEOUT: &str = "DBT_SECODA_TRIGGER_TIMEOUT";
 pub const OUTPUT: &str = "DBT_SECODA_OUTPUT";
 pub const DRY_RUN: &str = "DBT_SECODA_DRY_RUN";
 
+// Watching.
+pub const ONCE: &str = "DBT_SECODA_ONCE";
+pub const DEBOUNCE: &str = "DBT_SECODA_DEBOUNCE";
+pub const STATE_FILE: &str = "DBT_SECODA_STATE_FILE";
+pub const SCAN_INTERVAL: &str = "DBT_SECODA_SCAN_INTERVAL";
+pub const POLLING: &str = "DBT_SECODA_POLLING";
+pub const COMMANDS: &str = "DBT_SECODA_COMMANDS";
+pub const SHUTDOWN_GRACE: &str = "DBT_SECODA_SHUTDOWN_GRACE";
+pub const HEALTH_LISTEN: &str = "DBT_SECODA_HEALTH_LISTEN";
+
 // Logging.
 pub const LOG_FORMAT: &str = "DBT_SECODA_LOG_FORMAT";
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -68,6 +78,14 @@ pub const USER_FACING: &[&str] = &[
     TRIGGER_TIMEOUT,
     OUTPUT,
     DRY_RUN,
+    ONCE,
+    DEBOUNCE,
+    STATE_FILE,
+    SCAN_INTERVAL,
+    POLLING,
+    COMMANDS,
+    SHUTDOWN_GRACE,
+    HEALTH_LISTEN,
     RUST_LOG,
     LOG_FORMAT,
     NO_COLOR,

@@ -45,7 +45,7 @@ impl ExitCode {
                 "success (also when --on-api-error warn turned a Secoda error into a warning)"
             }
             ExitCode::TestsFailed => {
-                "tests failed (per --fail-on), in the local run_results or in Secoda's answer"
+                "tests failed (per --fail-on), in the local run_results or in Secoda's answer; for health: not healthy"
             }
             ExitCode::Usage => "usage or configuration error",
             ExitCode::Artifacts => {
@@ -133,6 +133,11 @@ pub enum OnApiError {
     Fail,
     /// Print a loud warning and let the test gate decide the exit code.
     Warn,
+}
+
+/// The code of a health probe: 0 healthy, 1 not (what container health checks expect).
+pub fn probe(healthy: bool) -> ExitCode {
+    decide(None, !healthy, OnApiError::Fail)
 }
 
 /// Whether `code` stands for Secoda failing (what `--on-api-error warn` downgrades).

@@ -1,8 +1,9 @@
-//! Opening the files a user names (artifacts, import files, the key file, a CA bundle) only when
-//! they are regular files.
+//! Opening the files a user names: artifacts and import files only when they are regular files;
+//! small ones (the key file, a CA bundle) also from a pipe (`--api-key-file <(vault read ...)`).
 //!
 //! A leaf. Opening a named pipe blocks until something writes to it, and a directory, socket or
-//! device is never what the user meant: each is refused at once, named for what it is. A
+//! device is never an artifact: each is refused at once, named for what it is. The file is
+//! opened without blocking and then checked (no gap between the check and the open). A
 //! symbolic link to a regular file is fine.
 
 use std::fs::{File, FileType, Metadata};
@@ -54,8 +55,30 @@ pub fn regular(path: &Path) -> Result<Metadata, OpenError> {
 
 /// Opens `path` for reading if it is a regular file; never blocks on a pipe.
 pub fn open_regular(path: &Path) -> Result<File, OpenError> {
-    regular(path)?;
-    File::open(path).map_err(OpenError::Io)
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading blocks until a writer comes; without blocking it opens at
+        // once, and the check below refuses it. Reads of a regular file ignore the flag.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| match std::fs::metadata(path) {
+            // A socket cannot be opened at all (ENXIO): say what it is rather than why that failed.
+            Ok(metadata) if !metadata.is_file() => {
+                OpenError::NotRegular(describe(metadata.file_type()))
+            }
+            _ => OpenError::Io(e),
+        })?;
+    let metadata = file.metadata().map_err(OpenError::Io)?;
+    if metadata.is_file() {
+        Ok(file)
+    } else {
+        Err(OpenError::NotRegular(describe(metadata.file_type())))
+    }
 }
 
 /// Reads a (small) regular file whole.
@@ -66,6 +89,15 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>, OpenError> {
         .read_to_end(&mut bytes)
         .map_err(OpenError::Io)?;
     Ok(bytes)
+}
+
+/// Reads a small file given by the user (a key, a CA bundle) whole: a regular file, or a pipe
+/// (process substitution, /dev/stdin); never a directory.
+pub fn read_small(path: &Path) -> Result<Vec<u8>, OpenError> {
+    if std::fs::metadata(path).map_err(OpenError::Io)?.is_dir() {
+        return Err(OpenError::NotRegular("a directory"));
+    }
+    std::fs::read(path).map_err(OpenError::Io)
 }
 
 impl std::fmt::Display for OpenError {

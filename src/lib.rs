@@ -28,6 +28,7 @@ mod signals;
 mod simulator;
 mod style;
 mod units;
+mod watch;
 
 /// Parses the command line, runs the command, and exits with the code [`exit`] decided.
 pub fn main() -> std::process::ExitCode {

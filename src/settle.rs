@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::artifacts::outcomes::NameSet;
 use crate::artifacts::{Level, RunOutcome, TestResult};
 use crate::entities::Entities;
 
@@ -79,6 +80,8 @@ impl SettledBy {
 pub struct Prediction {
     failing: Vec<Expected>,
     warning: Vec<Expected>,
+    /// The names of the manifest's data nodes: a Secoda name among them is dbt's, not opaque.
+    known: NameSet,
 }
 
 /// One test that failed or warned, and what it checks.
@@ -197,6 +200,7 @@ impl Prediction {
         Some(Prediction {
             failing: at(Level::Failing),
             warning: at(Level::Warning),
+            known: run.names.clone(),
         })
     }
 
@@ -234,13 +238,14 @@ impl Prediction {
     }
 
     /// Whether Secoda's names cannot be compared with dbt's: none matches any of this run's
-    /// tests, and none is a dbt unique_id (which would make a mismatch a real disagreement).
+    /// tests, none is a dbt unique_id, and none is the name (or relation) of a node in the
+    /// manifest. Any of those would make a mismatch a real disagreement.
     fn names_incomparable(&self, answer: &Entities) -> bool {
-        answer
-            .failing
-            .iter()
-            .chain(&answer.warning)
-            .all(|n| !looks_like_unique_id(n) && !self.everyone().any(|t| t.is_named_by(n)))
+        answer.failing.iter().chain(&answer.warning).all(|n| {
+            !looks_like_unique_id(n)
+                && !self.known.knows(&normalize(n))
+                && !self.everyone().any(|t| t.is_named_by(n))
+        })
     }
 
     pub fn compare(&self, answer: &Entities) -> Comparison {
@@ -378,9 +383,15 @@ mod tests {
         }
     }
 
-    /// Two failing tests on dim (one generic, one singular), a warning on stg.
+    /// Two failing tests on dim (one generic, one singular), a warning on stg; the manifest also
+    /// has a model `other`.
     fn prediction() -> Prediction {
+        let mut known = NameSet::default();
+        for node in ["model.p.dim", "model.p.stg", "model.p.other"] {
+            known.add(node);
+        }
         Prediction {
+            known,
             failing: vec![
                 expected("test.p.unique_dim_id", "model.p.dim", true),
                 expected("test.p.assert_dim_ok", "model.p.dim", false),
@@ -431,6 +442,9 @@ mod tests {
         assert_eq!(prediction().compare(&by_test), Comparison::Counts);
         let wrong = answer(&["u1", "u2", "u3"], &[]);
         assert_eq!(prediction().compare(&wrong), Comparison::Contradicts);
+        // Names of other nodes of the manifest are dbt's names: a different result, not opaque.
+        let other = answer(&["other"], &["\"db\".\"main\".\"other\""]);
+        assert_eq!(prediction().compare(&other), Comparison::Contradicts);
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Client {
                 path: path.clone(),
                 reason,
             };
-            let pem = crate::files::read_regular(path).map_err(|e| ca_error(e.to_string()))?;
+            let pem = crate::files::read_small(path).map_err(|e| ca_error(e.to_string()))?;
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
             if certs.is_empty() {

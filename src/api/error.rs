@@ -12,7 +12,7 @@ use reqwest::{Method, Url};
 
 use crate::config::KeySource;
 use crate::exit::{ExitCode, Failure};
-use crate::units::{clip, format_duration, one_line};
+use crate::units::{clip, count, format_duration, one_line};
 
 /// A method and URL, as shown in messages.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub enum ApiError {
     Untrusted { endpoint: Endpoint, detail: String },
     #[error("{endpoint} answered something that is not what the API documents: {detail}")]
     BadResponse { endpoint: Endpoint, detail: String },
-    #[error("Secoda unavailable: {endpoint} still failed after {attempts} attempts over {}: {last}", format_duration(*.elapsed))]
+    #[error("Secoda unavailable: {endpoint} still failed after {} over {}: {last}", count(*.attempts, "attempt"), format_duration(*.elapsed))]
     Unavailable {
         endpoint: Endpoint,
         attempts: u32,
@@ -63,13 +63,13 @@ pub enum ApiError {
         last: String,
         status: Option<u16>,
     },
-    #[error("a dbt sync was still running after {}: {endpoint} answered 409 Conflict {attempts} times", format_duration(*.waited))]
+    #[error("a dbt sync was still running after {}: {endpoint} answered 409 Conflict {}", format_duration(*.waited), count(*.attempts, "time"))]
     SyncBusy {
         endpoint: Endpoint,
         attempts: u32,
         waited: Duration,
     },
-    #[error("Secoda's failing-tests answer did not settle within {} ({polls} polls): {reason}", format_duration(*.waited))]
+    #[error("Secoda's failing-tests answer did not settle within {} ({}): {reason}", format_duration(*.waited), count(*.polls, "poll"))]
     WaitTimeout {
         waited: Duration,
         polls: u32,
@@ -184,7 +184,7 @@ pub(super) fn error_detail(body: &[u8]) -> String {
 fn raw_error_detail(body: &[u8]) -> String {
     let value = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(value) => value,
-        Err(_) => return snippet(body),
+        Err(_) => return html_title(body).unwrap_or_else(|| snippet(body)),
     };
     if let Some(detail) = value.get("detail").and_then(|d| d.as_str()) {
         return detail.to_string();
@@ -204,6 +204,17 @@ fn raw_error_detail(body: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The `<title>` of an HTML error page (a proxy's or the web app's), which says what its 20
+/// lines of markup say.
+fn html_title(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    let title = one_line(text[start..end].trim(), 200);
+    (!title.is_empty()).then(|| format!("{title} (an HTML page)"))
 }
 
 /// The start of a body, on one line, for messages; the key is masked before the cut.
@@ -254,6 +265,10 @@ mod tests {
         assert_eq!(
             error_detail(b"<html>\n<h1>Bad Gateway</h1></html>"),
             "<html> <h1>Bad Gateway</h1></html>"
+        );
+        assert_eq!(
+            error_detail(b"<html>\r\n<head><title>413 Request Entity Too Large</title></head><body>...</body></html>"),
+            "413 Request Entity Too Large (an HTML page)"
         );
         assert_eq!(error_detail(b""), "(empty)");
     }

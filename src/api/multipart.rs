@@ -91,17 +91,35 @@ pub struct UploadAttempt<T, E> {
     pub stop: Stop,
 }
 
-/// Ends a body early: the connection stops taking bytes at once and the producer stops reading.
+/// Ends a body early: the connection stops taking bytes at once and the producer stops reading
+/// (a producer blocked on a full channel is woken: the channel closes).
 #[derive(Debug, Clone, Default)]
-pub struct Stop(Arc<AtomicBool>);
+pub struct Stop {
+    requested: Arc<AtomicBool>,
+    channel: Arc<std::sync::Mutex<Option<Receiver>>>,
+}
+
+type Receiver = mpsc::Receiver<io::Result<Bytes>>;
+
+/// Stops a body when dropped.
+struct StopOnDrop(Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.now();
+    }
+}
 
 impl Stop {
     pub fn now(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.requested.store(true, Ordering::Relaxed);
+        if let Ok(mut channel) = self.channel.lock() {
+            channel.take();
+        }
     }
 
     fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.requested.load(Ordering::Relaxed)
     }
 }
 
@@ -132,6 +150,10 @@ impl Client {
         let endpoint = endpoint.clone();
         let (result, attempts) = retrying(&endpoint, self.body_policy(), || {
             let attempt = make();
+            tracing::debug!(
+                "{endpoint}: sending {}",
+                crate::units::human_bytes(attempt.content_length)
+            );
             let request = self
                 .http()
                 .post(endpoint.url.clone())
@@ -141,7 +163,11 @@ impl Client {
             let (producer, progress, stop) = (attempt.producer, attempt.progress, attempt.stop);
             let stall = self.stall_timeout();
             let stop_on_stall = stop.clone();
+            // An attempt dropped half way (Ctrl-C) stops its producer too, so no reading thread
+            // outlives it.
+            let stop_on_drop = StopOnDrop(stop.clone());
             let send = async move {
+                let _stop_on_drop = stop_on_drop;
                 match request.send().await {
                     Ok(response) => {
                         if !response.status().is_success() {
@@ -250,20 +276,33 @@ impl BodySender {
 
 /// A body fed by a [`BodySender`]; `sent` counts the bytes handed to the HTTP stack.
 pub fn channel_body(buffered_chunks: usize, sent: Arc<AtomicU64>) -> (reqwest::Body, BodySender) {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(buffered_chunks);
-    let stop = Stop::default();
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(buffered_chunks);
+    let stop = Stop {
+        requested: Arc::default(),
+        channel: Arc::new(std::sync::Mutex::new(Some(rx))),
+    };
     let stopped = stop.clone();
     let counter = sent;
     // Counted as the HTTP stack takes each chunk: the progress bar and the stall watchdog
     // follow the connection chunk by chunk (1 MiB for artifacts). Slicing chunks finer cost
     // CPU in the upload benchmark and gained nothing a stall timeout of minutes needs.
     let stream = futures_util::stream::poll_fn(move |cx| {
-        if stopped.requested() {
-            // Secoda has answered already: the rest of the body would only be thrown away.
-            return std::task::Poll::Ready(Some(Err(io::Error::other(
+        let stopped_early = || {
+            // Secoda has answered already (or the attempt was dropped): the rest of the body
+            // would only be thrown away.
+            std::task::Poll::Ready(Some(Err(io::Error::other(
                 "the body was stopped: Secoda answered before it was sent",
-            ))));
+            ))))
+        };
+        if stopped.requested() {
+            return stopped_early();
         }
+        let Ok(mut channel) = stopped.channel.lock() else {
+            return stopped_early();
+        };
+        let Some(rx) = channel.as_mut() else {
+            return stopped_early();
+        };
         let item = rx.poll_recv(cx);
         if let std::task::Poll::Ready(Some(Ok(chunk))) = &item {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -292,7 +331,8 @@ pub fn files_attempt(files: &[(PartHead, PathBuf)]) -> UploadAttempt<(), std::io
             sender
                 .send(form.head(index))
                 .map_err(|_| ProducerError::Stopped)?;
-            let mut file = std::fs::File::open(path).map_err(ProducerError::Failed)?;
+            let mut file = crate::files::open_regular(path)
+                .map_err(|e| ProducerError::Failed(std::io::Error::other(e.to_string())))?;
             let mut sent = 0u64;
             loop {
                 let mut chunk = vec![0; 256 * 1024];

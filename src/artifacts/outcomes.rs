@@ -96,6 +96,9 @@ pub struct RunOutcome {
     pub not_passed: Vec<TestResult>,
     /// How many tests did not pass, kept or not.
     pub not_passed_total: u64,
+    /// The manifest's data node names (when some test did not pass).
+    #[serde(skip)]
+    pub names: NameSet,
 }
 
 impl RunOutcome {
@@ -399,11 +402,46 @@ enum NodeField {
     Metadata,
 }
 
+/// The short names of a manifest's models, seeds, snapshots and sources (`orders` for
+/// `model.shop.orders`), as 64-bit hashes: enough to tell whether a name Secoda gives is one dbt
+/// would use, at 8 bytes a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameSet(HashSet<u64>);
+
+impl NameSet {
+    fn hash(name: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        name.to_ascii_lowercase().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Adds the short name of a node's unique_id, if it is a data node.
+    pub fn add(&mut self, unique_id: &str) {
+        let parts: Vec<&str> = unique_id.split('.').collect();
+        let short = match parts.as_slice() {
+            ["source", _, _, table, ..] => table,
+            ["model" | "seed" | "snapshot", _, name, ..] => name,
+            _ => return,
+        };
+        self.0.insert(Self::hash(short));
+    }
+
+    /// Whether `name` is a known node's name, or a relation ending in one (`db.schema.orders`).
+    pub fn knows(&self, name: &str) -> bool {
+        let last = name.rsplit('.').next().unwrap_or(name);
+        self.0.contains(&Self::hash(name)) || self.0.contains(&Self::hash(last))
+    }
+}
+
 /// Reads manifest.json as it streams past, keeping facts for the wanted nodes only.
 pub struct ManifestVisitor {
     meta: MetadataVisitor,
     wanted: Wanted,
+    /// The names of every data node, kept when some test did not pass (to read Secoda's names).
+    names: Option<NameSet>,
     in_nodes: bool,
+    in_sources: bool,
     current: Option<(String, NodeFacts)>,
     in_depends_on: bool,
     pending: Option<NodeField>,
@@ -414,8 +452,10 @@ impl ManifestVisitor {
     pub fn new(wanted: Wanted) -> Self {
         ManifestVisitor {
             meta: MetadataVisitor::default(),
+            names: (!wanted.0.is_empty()).then(NameSet::default),
             wanted,
             in_nodes: false,
+            in_sources: false,
             current: None,
             in_depends_on: false,
             pending: None,
@@ -423,9 +463,14 @@ impl ManifestVisitor {
         }
     }
 
-    /// The manifest's invocation_id and the facts of the wanted nodes found.
-    pub fn finish(self) -> (Option<String>, HashMap<String, NodeFacts>) {
-        (self.meta.metadata.invocation_id, self.facts)
+    /// The manifest's invocation_id, the facts of the wanted nodes found, and the names of its
+    /// data nodes (empty when nothing was wanted).
+    pub fn finish(self) -> (Option<String>, HashMap<String, NodeFacts>, NameSet) {
+        (
+            self.meta.metadata.invocation_id,
+            self.facts,
+            self.names.unwrap_or_default(),
+        )
     }
 }
 
@@ -439,6 +484,7 @@ impl Visitor for ManifestVisitor {
         match depth {
             1 => {
                 self.in_nodes = key == b"nodes" || key == b"unit_tests";
+                self.in_sources = key == b"sources";
                 if self.meta.key(1, key) {
                     self.pending = Some(NodeField::Metadata);
                     return true;
@@ -446,12 +492,20 @@ impl Visitor for ManifestVisitor {
                 false
             }
             2 if !self.in_nodes => {
+                if self.in_sources
+                    && let Some(names) = self.names.as_mut()
+                {
+                    names.add(std::str::from_utf8(key).unwrap_or(""));
+                }
                 let wanted = self.meta.key(2, key);
                 self.pending = wanted.then_some(NodeField::Metadata);
                 wanted
             }
             2 => {
                 let id = std::str::from_utf8(key).unwrap_or("");
+                if let Some(names) = self.names.as_mut() {
+                    names.add(id);
+                }
                 if self.wanted.wants(id) {
                     self.current = Some((id.to_string(), NodeFacts::default()));
                 }
@@ -589,6 +643,7 @@ mod tests {
     #[test]
     fn finds_files_and_tested_nodes_for_wanted_tests_only() {
         let doc = br#"{"metadata": {"invocation_id": "i-1"}, "nodes": {
+            "model.p.dim": {"name": "dim"},
             "test.p.generic": {"original_file_path": "models\\marts\\_marts.yml", "attached_node": "model.p.dim", "depends_on": {"macros": ["macro.x"], "nodes": ["model.p.dim"]}},
             "test.p.singular": {"depends_on": {"nodes": ["model.p.rpt", "model.p.dim"]}, "original_file_path": "tests/s.sql"},
             "test.p.ignored": {"original_file_path": "x.yml"}
@@ -599,7 +654,9 @@ mod tests {
             "unit_test.p.fct.totals",
         ];
         let visitor = ManifestVisitor::new(Wanted(wanted.iter().map(|s| s.to_string()).collect()));
-        let (id, facts) = scan(visitor, doc).finish();
+        let (id, facts, names) = scan(visitor, doc).finish();
+        assert!(names.knows("dim") && names.knows("db.main.DIM"));
+        assert!(!names.knows("5f1c0000-uuid"));
         assert_eq!(id.as_deref(), Some("i-1"));
         assert_eq!(facts.len(), 3);
         let generic = &facts["test.p.generic"];

@@ -233,11 +233,13 @@ pub fn read_pair(
     let m = &pair.manifest;
     sink(Piece::Start(Role::Manifest))?;
     let visitor = ManifestVisitor::new(Wanted(run.wanted_nodes()));
-    let (manifest_id, facts) = stream_file(m, visitor, &mut |b| sink(Piece::Data(b)))?.finish();
+    let (manifest_id, facts, names) =
+        stream_file(m, visitor, &mut |b| sink(Piece::Data(b)))?.finish();
     if manifest_id.as_deref() != Some(m.invocation_id()) {
         return Err(changed_id(m, manifest_id).into());
     }
     run.attach(&facts);
+    run.names = names;
     sink(Piece::End)?;
     Ok(run)
 }

@@ -98,6 +98,7 @@ async fn demo(output: OutputFormat, progress: bool) -> Result<ExitCode, Error> {
         trigger_timeout: Duration::from_secs(60),
         dry_run: false,
         warnings: Vec::new(),
+        origin: None,
     };
     let sink = sink_for(output, progress);
     let (_, code) = run_pipeline(&client, &job, &*sink).await;

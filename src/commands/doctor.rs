@@ -13,7 +13,7 @@ use super::{Error, Output, connect, finish, interruptible};
 use crate::api::Client;
 use crate::artifacts;
 use crate::config::{ArtifactInput, ConnectionInput, Id};
-use crate::exit::{self, ExitCode, Failure};
+use crate::exit::{self, ExitCode, Failure, OnApiError};
 use crate::logging::print_stdout;
 use crate::report::OutputFormat;
 use crate::report::table::cell;
@@ -97,7 +97,11 @@ pub async fn run(input: Input) -> ExitCode {
         Ok(checks) => checks,
         Err(e) => return finish(Err(e), input.output),
     };
-    let code = exit::worst(checks.iter().filter_map(|c| c.code));
+    let worst = checks
+        .iter()
+        .filter_map(|c| c.code)
+        .reduce(|a, b| exit::worst([a, b]));
+    let code = exit::decide(worst, false, OnApiError::Fail);
     let output = render(&checks, code);
     match input.output {
         OutputFormat::Json => print_stdout(&format!(

@@ -8,10 +8,12 @@
 
 pub mod demo;
 pub mod doctor;
+pub mod health;
 pub mod integrations;
 pub mod simulator;
 pub mod slack;
 pub mod upload;
+pub mod watch;
 
 use std::future::Future;
 

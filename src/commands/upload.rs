@@ -9,6 +9,7 @@ use crate::config::{ArtifactInput, ConfigError, ConnectionInput, Id};
 use crate::exit::{ExitCode, OnApiError};
 use crate::pipeline::{FailOn, Job, Wait, gate};
 use crate::report::{OutputFormat, Report, Sink};
+use crate::units::format_duration;
 
 /// How a pair is uploaded: the same for `upload` and `watch`.
 #[derive(Debug, Clone)]
@@ -44,6 +45,15 @@ pub fn prepare(
     let integration = integration
         .cloned()
         .ok_or(ConfigError::MissingIntegration)?;
+    if let Some(wait) = options.wait
+        && wait.timeout < wait.poll_interval * 2
+    {
+        return Err(ConfigError::WaitTooShort {
+            wait: format_duration(wait.timeout),
+            poll: format_duration(wait.poll_interval),
+        }
+        .into());
+    }
     let paths = artifacts.resolve()?;
     let job = Job {
         integration,
@@ -54,6 +64,7 @@ pub fn prepare(
         trigger_timeout: options.trigger_timeout,
         dry_run: options.dry_run,
         warnings,
+        origin: None,
     };
     Ok((client, job))
 }

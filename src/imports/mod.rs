@@ -74,8 +74,8 @@ impl Problems {
 pub enum ImportError {
     #[error("cannot read {path}: {reason}", path = .path.display())]
     Unreadable { path: PathBuf, reason: String },
-    #[error("{path} is not a valid {format} import ({total} problem{s}):\n{listed}",
-        path = .path.display(), total = .problems.total, s = if .problems.total == 1 { "" } else { "s" },
+    #[error("{path} is not a valid {format} import ({}):\n{listed}",
+        crate::units::count(.problems.total, "problem"), path = .path.display(),
         listed = .problems.render(&.path.display().to_string()))]
     Invalid {
         path: PathBuf,

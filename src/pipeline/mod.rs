@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client};
-use crate::artifacts::{self, ArtifactError, Pair};
+use crate::artifacts::{self, ArtifactError, ArtifactFile, Pair, Role};
 use crate::config::{ArtifactPaths, Id};
 use crate::entities::Entities;
 use crate::exit::{ExitCode, Failure, OnApiError};
@@ -73,6 +73,23 @@ pub struct Job {
     pub dry_run: bool,
     /// Warnings from the configuration, carried into the report.
     pub warnings: Vec<String>,
+    /// Where `paths` were copied from (watch uploads snapshots): the report names these.
+    pub origin: Option<ArtifactPaths>,
+}
+
+impl Job {
+    /// The report's view of a file: its size, and the path the user knows it by.
+    fn shown(&self, file: &ArtifactFile) -> FileReport {
+        let mut shown = FileReport::of(file);
+        if let Some(origin) = &self.origin {
+            let path = match file.role {
+                Role::Manifest => &origin.manifest,
+                Role::RunResults => &origin.run_results,
+            };
+            shown.path = path.display().to_string();
+        }
+        shown
+    }
 }
 
 /// Stopping a run: `drain` lets the step in flight finish and skips what is left (the wait for
@@ -154,14 +171,16 @@ async fn steps(
         crate::blocking::run(move || artifacts::inspect_pair(&paths.manifest, &paths.run_results))
             .await?;
     report.describe_pair(&pair);
-    tracing::info!("{} are a pair", pair.describe());
+    if job.origin.is_none() {
+        tracing::info!("{} are a pair", pair.describe());
+    }
 
     if job.dry_run {
         let (run, [run_results_sha, manifest_sha]) = upload::read_locally(&pair, true).await?;
         report.record_run(&run);
         let with_hash = |file, sha: Option<String>| FileReport {
             sha256: sha,
-            ..FileReport::of(file)
+            ..job.shown(file)
         };
         let id = &job.integration;
         report.plan = Some(Plan {
@@ -207,8 +226,8 @@ async fn upload_and_sync(
     report.record_run(&run);
     report.uploaded = Some(Uploaded {
         endpoint: client.upload_endpoint(id).to_string(),
-        manifest: FileReport::of(&pair.manifest),
-        run_results: FileReport::of(&pair.run_results),
+        manifest: job.shown(&pair.manifest),
+        run_results: job.shown(&pair.run_results),
         attempts: attempts.count,
         seconds: started.elapsed(),
     });

@@ -141,9 +141,13 @@ fn sync(out: &mut String, report: &Report, p: Paint) {
 }
 
 fn render_answer(out: &mut String, answer: &SecodaAnswer, p: Paint) {
+    let sure = match answer.confidence {
+        crate::settle::Confidence::High => String::new(),
+        crate::settle::Confidence::Medium => p.yellow(" (confidence: medium)"),
+    };
     let _ = writeln!(
         out,
-        "{}answer settled after {} ({}): {}",
+        "{}answer settled after {} ({}): {}{sure}",
         label(p, "Answer"),
         count(answer.polls, "poll"),
         format_duration(answer.waited),

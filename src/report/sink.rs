@@ -54,6 +54,8 @@ fn print_report_error(report: &Report) {
 pub struct Text {
     progress: bool,
     bar: Mutex<Option<Progress>>,
+    /// Reports after the first are set apart by a blank line (a loop's reports).
+    printed: std::sync::atomic::AtomicBool,
 }
 
 impl Text {
@@ -62,6 +64,7 @@ impl Text {
         Text {
             progress,
             bar: Mutex::new(None),
+            printed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -86,7 +89,11 @@ impl Sink for Text {
 
     fn report(&self, report: &Report) {
         print_report_error(report);
-        print_stdout(&human::render(report, Paint::stdout()));
+        let text = human::render(report, Paint::stdout());
+        let before = self
+            .printed
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        print_stdout(&if before { format!("\n{text}") } else { text });
     }
 }
 

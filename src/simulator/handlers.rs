@@ -13,9 +13,12 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::Shared;
+use super::http::{
+    Dropped, Reply, answer_early, bad_multipart, content_type, declared_length, detail, discard,
+    reply,
+};
 use super::multipart;
 use super::routes::Route;
-use super::server::{Dropped, Reply, answer_early, declared_length, detail, discard, reply};
 use super::state::Integration;
 
 /// The Slack conversations the simulator lists.
@@ -92,7 +95,7 @@ pub(super) async fn dispatch(
                 )),
             }
         }
-        _ => Ok(super::server::html_not_found()),
+        _ => Ok(super::http::html_not_found()),
     }
 }
 
@@ -374,18 +377,4 @@ async fn read_files(
             .filter_map(|(name, body)| Some((name, body?)))
             .collect(),
     ))
-}
-
-pub(super) fn content_type(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
-}
-
-pub(super) fn bad_multipart() -> Reply {
-    detail(
-        StatusCode::BAD_REQUEST,
-        "Multipart form parse error - Invalid boundary in multipart: None",
-    )
 }

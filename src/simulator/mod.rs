@@ -3,6 +3,7 @@
 //! behind nginx), including where that stack is unkind.
 //!
 //! The rooms: [`server`] (the listener and each connection: lingering or abortive closes),
+//! [`http`] (answers in DRF's and Django's shapes, bodies read, dropped or left unread),
 //! [`routes`] (what is decided from the request line and headers: faults, routing, the key, the
 //! rate limit, nginx's body-size limit), [`handlers`] (the endpoints), [`receive`] (the upload
 //! receiver), [`reading`] (its own serde_json reading of what arrives), [`naming`] (how its
@@ -12,6 +13,7 @@
 //! the demo talk to it over loopback like any Secoda. The client never imports this module.
 
 mod handlers;
+mod http;
 pub mod multipart;
 mod naming;
 mod reading;

@@ -19,11 +19,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Shared;
-use super::handlers::{bad_multipart, content_type};
+use super::http::{
+    Dropped, Reply, bad_multipart, content_type, declared_length, detail, discard, reply,
+};
 use super::multipart::{self, Event};
 use super::naming;
 use super::reading::{self, ChannelReader, Manifest, RunResults};
-use super::server::{Dropped, Reply, declared_length, detail, discard, reply};
 use super::state::{self, Upload};
 
 /// The file fields of `upload_artifacts/`.
@@ -223,14 +224,14 @@ pub(super) async fn upload_artifacts(
         form.end_part().await;
         return Ok(bad_multipart());
     }
+    let missing: Vec<&str> = FIELDS
+        .iter()
+        .zip([form.run_results.is_none(), form.manifest.is_none()])
+        .filter(|(_, missing)| *missing)
+        .map(|(f, _)| *f)
+        .collect();
     let (Some(run_results), Some(manifest)) = (form.run_results.take(), form.manifest.take())
     else {
-        let missing: Vec<&str> = FIELDS
-            .iter()
-            .zip([form.run_results.is_none(), form.manifest.is_none()])
-            .filter(|(_, missing)| *missing)
-            .map(|(f, _)| *f)
-            .collect();
         return Ok(no_file(&missing));
     };
     let invalid = |part: &str, e: &str| {

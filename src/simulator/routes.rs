@@ -10,7 +10,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 use super::Shared;
-use super::server::{Reply, declared_length, detail, html_not_found, reply};
+use super::http::{Reply, declared_length, detail, html_not_found, html_page, reply};
 
 /// An endpoint: method and path pattern, `{}` standing for one path segment.
 pub(super) type Route = &'static str;
@@ -127,7 +127,7 @@ pub(super) fn gate(shared: &Shared, req: &Request<Incoming>) -> Result<(Route, S
 
 /// nginx's own 413 page.
 fn too_large() -> Reply {
-    let mut response = super::server::html_page(
+    let mut response = html_page(
         StatusCode::PAYLOAD_TOO_LARGE,
         "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n\
          <center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n\

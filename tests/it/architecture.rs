@@ -137,3 +137,133 @@ fn imports_flow_one_way_and_the_simulator_is_a_peer() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every source file under src/, as (its module path, its code).
+fn files() -> Vec<(Vec<String>, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|p| p == "mod") {
+                parts.pop();
+            }
+            out.push((parts, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_source_file_is_compiled() {
+    // A file no `mod` line names is dead code that still looks alive (and fools the graph).
+    let files = files();
+    for (path, _) in &files {
+        if path.len() == 1 && matches!(path[0].as_str(), "lib" | "main") {
+            continue;
+        }
+        let (name, parent) = path.split_last().unwrap();
+        let declared = files.iter().any(|(p, text)| {
+            let is_parent = if parent.is_empty() {
+                p.len() == 1 && p[0] == "lib"
+            } else {
+                p == parent
+            };
+            is_parent
+                && text.lines().any(|l| {
+                    let l = l.trim();
+                    l == format!("mod {name};")
+                        || l == format!("pub mod {name};")
+                        || l == format!("pub(crate) mod {name};")
+                })
+        });
+        assert!(
+            declared,
+            "src/{}.rs is not declared by any `mod` line",
+            path.join("/")
+        );
+    }
+}
+
+#[test]
+fn no_circle_between_the_files_of_a_module() {
+    // Within a module, sibling files may use each other only one way (the module's root,
+    // mod.rs, is the parent of them all and is left out).
+    let files = files();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in &files {
+        if path.len() != 2 {
+            continue;
+        }
+        let (module, file) = (&path[0], &path[1]);
+        let siblings: Vec<&String> = files
+            .iter()
+            .filter(|(p, _)| p.len() == 2 && p[0] == *module && p[1] != *file)
+            .map(|(p, _)| &p[1])
+            .collect();
+        let code = code(text);
+        for sibling in siblings {
+            let named = [
+                format!("super::{sibling}::"),
+                format!("super::{sibling};"),
+                format!("super::{sibling}::{{"),
+                format!("crate::{module}::{sibling}::"),
+            ];
+            let uses_group = code.match_indices("use super::{").any(|(i, _)| {
+                let group = &code[i..];
+                let group = &group[..group.find("};").unwrap_or(group.len())];
+                group.split([',', '{', ' ', '\n']).any(|item| {
+                    item.trim().trim_end_matches("::") == sibling.as_str()
+                        || item.trim().starts_with(&format!("{sibling}::"))
+                })
+            });
+            if uses_group || named.iter().any(|n| code.contains(n.as_str())) {
+                edges
+                    .entry(format!("{module}/{file}"))
+                    .or_default()
+                    .insert(format!("{module}/{sibling}"));
+            }
+        }
+    }
+    // Depth-first search for a cycle.
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, &edges, &mut Vec::new(), &mut done) {
+            panic!("an import circle: {}", cycle.join(" -> "));
+        }
+    }
+}

@@ -277,3 +277,43 @@ fn log_lines_can_be_json_for_log_collectors() {
         );
     }
 }
+
+#[test]
+fn a_key_file_can_be_a_pipe_but_not_a_folder() {
+    // `--api-key-file <(vault read ...)`: process substitution hands a pipe.
+    let target = passing_build();
+    let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
+    let line = format!(
+        "'{}' upload --dry-run --integration-id {INTEGRATION} --target-dir '{}' --api-key-file <(printf %s {KEY})",
+        exe.display(),
+        target.path().display()
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &line]).env_remove("SECODA_API_KEY");
+    let output = cmd.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut folder = bin();
+    folder
+        .args(["upload", "--dry-run", "--integration-id", INTEGRATION])
+        .arg("--target-dir")
+        .arg(target.path())
+        .arg("--api-key-file")
+        .arg(target.path());
+    let output = expect_exit(&mut folder, 2);
+    assert_stderr_contains(&output, "a directory");
+}
+
+#[test]
+fn a_wait_too_short_for_two_polls_is_refused() {
+    let target = passing_build();
+    let output = expect_exit(
+        dry_run(target.path()).args(["--wait-timeout", "4s", "--poll-interval", "5s"]),
+        2,
+    );
+    assert_stderr_contains(&output, "--wait-timeout 4s leaves no room for two polls");
+    // Without waiting, the wait's length does not matter.
+    expect_exit(
+        dry_run(target.path()).args(["--wait-timeout", "4s", "--no-wait"]),
+        0,
+    );
+}

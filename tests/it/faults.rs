@@ -309,8 +309,12 @@ fn a_bad_request_is_exit_4_and_not_retried() {
 
 /// Runs `upload --api-url SIM --integration-id ID ARGS`, sends it Ctrl-C (SIGINT) once its
 /// stderr shows `ready` (the upload is under way), and returns its exit code; fails if it is
-/// still running 10 s later.
-fn interrupted_upload(sim: &Simulator, args: &[&std::ffi::OsStr], ready: &str) -> Option<i32> {
+/// still running 10 s later. Also returns how long it took after the signal.
+fn interrupted_upload(
+    sim: &Simulator,
+    args: &[&std::ffi::OsStr],
+    ready: &str,
+) -> (Option<i32>, Duration) {
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
     let mut child = std::process::Command::new(exe)
         .env("SECODA_API_KEY", KEY)
@@ -344,7 +348,7 @@ fn interrupted_upload(sim: &Simulator, args: &[&std::ffi::OsStr], ready: &str) -
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
+            return (status.code(), started.elapsed());
         }
         if started.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
@@ -359,18 +363,13 @@ fn ctrl_c_is_exit_130_at_once() {
     // Secoda takes 5 s to answer anything: Ctrl-C during the first request ends the run at once.
     let sim = Simulator::start(&["--latency", "5000"]);
     let target = passing_build();
-    let started = Instant::now();
-    let code = interrupted_upload(
+    let (code, took) = interrupted_upload(
         &sim,
         &["--target-dir".as_ref(), target.path().as_os_str()],
         "are a pair",
     );
     assert_eq!(code, Some(130));
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[test]
@@ -538,4 +537,54 @@ fn a_server_failing_every_upload_gets_at_most_max_attempts_uploads() {
         5,
     );
     assert_eq!(sim.requests(&upload_path()), 7);
+}
+
+#[test]
+fn a_401_answered_in_the_middle_of_the_body_is_final() {
+    // The key check passes, but the upload itself is refused (say, a key that may read but not
+    // write) by a server that answers before reading and closes: the answer ends the attempt.
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(64 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&[
+        "--early-close",
+        "--fail-requests",
+        "1",
+        "--fail-status",
+        "401",
+        "--fail-path",
+        "upload_artifacts",
+    ]);
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
+    assert_stderr_contains(&output, "401");
+    assert_eq!(sim.requests(&upload_path()), 1, "not sent again");
+}
+
+#[test]
+fn ctrl_c_during_an_upload_stops_its_reading_too() {
+    // 16 MiB read at 1 MB/s: Ctrl-C arrives mid-body; the process ends at once, not after
+    // waiting for the thread that reads the files.
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(16 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&["--upload-bytes-per-second", "1000000"]);
+    let (code, took) = interrupted_upload(
+        &sim,
+        &[
+            "--no-wait".as_ref(),
+            "-v".as_ref(),
+            "--target-dir".as_ref(),
+            target.path().as_os_str(),
+        ],
+        "upload_artifacts/: sending",
+    );
+    assert_eq!(code, Some(130));
+    // Not the runtime's 1 s grace for a reading thread nobody stopped.
+    assert!(took < Duration::from_millis(900), "{took:?}");
 }

@@ -19,3 +19,4 @@ mod simulator;
 mod support;
 mod terminal;
 mod upload;
+mod watch;
