@@ -80,7 +80,37 @@ pub enum Command {
     Simulator(SimulatorArgs),
     /// Run the whole upload pipeline over bundled example artifacts against the built-in simulator.
     Demo(DemoArgs),
+    /// Print a shell completion script, e.g. `source <(dbt-secoda completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `dbt-secoda man > dbt-secoda.1; man -l dbt-secoda.1`.
+    Man {
+        /// Write every page instead (dbt-secoda.1, dbt-secoda-upload.1, ...) into this folder,
+        /// e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
+
+/// The completion script for `shell`, from the same definitions as `--help`.
+fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete names the state of a subcommand `dbt__secoda__subcmd__upload` where it
+        // sets it but `dbt__subcmd__secoda__subcmd__upload` where it matches it, when the binary's
+        // name has a hyphen (clap-rs/clap#6421), so options after a subcommand never complete.
+        script.replace("dbt__subcmd__secoda", "dbt__secoda")
+    } else {
+        script
+    }
+}
+
+/// The binary's name, as shells know it.
+const BIN: &str = "dbt-secoda";
 
 /// Where Secoda is and how to prove who we are.
 #[derive(Debug, Clone, Args)]
@@ -209,8 +239,19 @@ pub struct UploadArgs {
     pub behaviour: BehaviourArgs,
 
     /// Report format on stdout.
-    #[arg(long, help_heading = "Behaviour", value_enum, default_value_t = OutputFormat::Text, env = env::OUTPUT, hide_env_values = true)]
+    #[arg(long, help_heading = "Reports", value_enum, default_value_t = OutputFormat::Text, env = env::OUTPUT, hide_env_values = true)]
     pub output: OutputFormat,
+
+    /// Also report the way GitHub Actions reads it: an annotation on the file of each test that
+    /// did not pass, a job summary ($GITHUB_STEP_SUMMARY) and step outputs ($GITHUB_OUTPUT). On by
+    /// itself on a runner (GITHUB_ACTIONS=true), where the key is also masked.
+    #[arg(long, help_heading = "Reports", env = env::GITHUB, hide_env_values = true, value_parser = BoolishValueParser::new())]
+    pub github: bool,
+
+    /// Also write the run's tests as a JUnit XML report to this file (GitLab, Jenkins, Azure
+    /// DevOps, CircleCI and Buildkite read it).
+    #[arg(long, help_heading = "Reports", env = env::JUNIT, hide_env_values = true, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -589,7 +630,7 @@ fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
 
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> std::process::ExitCode {
-    let matches = match Cli::command().try_get_matches() {
+    let matches = match without_empty_env(Cli::command()).try_get_matches() {
         Ok(matches) => matches,
         Err(e) => return usage(e),
     };
@@ -617,6 +658,20 @@ pub fn main() -> std::process::ExitCode {
     code.into()
 }
 
+/// The definitions with every option whose variable is set but empty treated as if the variable
+/// were unset: CI systems pass an unset input as `VAR=` (a GitHub Action's `env:` from an empty
+/// input), which must mean "the default", not "an empty value".
+fn without_empty_env(command: clap::Command) -> clap::Command {
+    let empty = |arg: &clap::Arg| {
+        arg.get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.is_empty())
+    };
+    command
+        .mut_args(|arg| if empty(&arg) { arg.env(None) } else { arg })
+        .mut_subcommands(without_empty_env)
+}
+
 /// clap's own errors and `--help`/`--version`: printed by clap, coded here.
 fn usage(e: clap::Error) -> std::process::ExitCode {
     let _ = e.print();
@@ -636,6 +691,8 @@ fn upload_input(args: &UploadArgs, leaf: &ArgMatches, progress: bool) -> upload:
         options: options(&args.behaviour),
         output: args.output,
         progress: progress && args.output == OutputFormat::Text,
+        github: args.github,
+        junit: args.junit.clone(),
     }
 }
 
@@ -691,6 +748,37 @@ async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCo
         Command::Demo(args) => {
             demo::run(args.output, progress && args.output == OutputFormat::Text).await
         }
+        Command::Completions { shell } => {
+            logging::print_stdout(&completion_script(shell));
+            exit::decide(None, false, OnApiError::Fail)
+        }
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
+            match rendered {
+                Ok(()) => {
+                    logging::print_stdout(&String::from_utf8_lossy(&page));
+                    exit::decide(None, false, OnApiError::Fail)
+                }
+                Err(e) => {
+                    crate::report::print_error(&format!("cannot render the man page: {e}"), None);
+                    exit::decide(Some(ExitCode::Bug), false, OnApiError::Fail)
+                }
+            }
+        }
+        Command::Man { dir: Some(dir) } => match clap_mangen::generate_to(Cli::command(), &dir) {
+            Ok(()) => {
+                tracing::info!("man pages written to {}", dir.display());
+                exit::decide(None, false, OnApiError::Fail)
+            }
+            Err(e) => {
+                crate::report::print_error(
+                    &format!("cannot write the man pages into {}: {e}", dir.display()),
+                    Some("give --dir an existing, writable folder"),
+                );
+                exit::decide(Some(ExitCode::Usage), false, OnApiError::Fail)
+            }
+        },
     }
 }
 

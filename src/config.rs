@@ -47,6 +47,8 @@ pub enum ConfigError {
     NoProjectFile { path: PathBuf },
     #[error("cannot read {path}: {reason}", path = .path.display())]
     ProjectFile { path: PathBuf, reason: String },
+    #[error("the JUnit report {path} cannot be written: its folder does not exist", path = .path.display())]
+    JunitFolder { path: PathBuf },
 }
 
 impl Failure for ConfigError {
@@ -84,6 +86,10 @@ impl Failure for ConfigError {
             ConfigError::NoProjectFile { .. } | ConfigError::ProjectFile { .. } => format!(
                 "point --project-dir (or {}) at the folder holding dbt_project.yml",
                 env_vars::PROJECT_DIR
+            ),
+            ConfigError::JunitFolder { .. } => format!(
+                "create the folder first, or point --junit (or {}) into an existing one",
+                env_vars::JUNIT
             ),
         })
     }
@@ -175,6 +181,12 @@ impl ApiKey {
         }
         crate::logging::register_secret(&secret);
         Ok(ApiKey { secret, source })
+    }
+
+    /// The key itself, for the one consumer that must see it to hide it: a GitHub Actions
+    /// runner's `::add-mask::` command. Nothing else may call this.
+    pub fn reveal_to_runner(&self) -> &str {
+        &self.secret
     }
 
     /// The `Authorization` header value, marked sensitive so no debug output shows it.

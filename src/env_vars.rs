@@ -32,6 +32,10 @@ pub const TRIGGER_TIMEOUT: &str = "DBT_SECODA_TRIGGER_TIMEOUT";
 pub const OUTPUT: &str = "DBT_SECODA_OUTPUT";
 pub const DRY_RUN: &str = "DBT_SECODA_DRY_RUN";
 
+// Reports beside stdout's.
+pub const GITHUB: &str = "DBT_SECODA_GITHUB";
+pub const JUNIT: &str = "DBT_SECODA_JUNIT";
+
 // Watching.
 pub const ONCE: &str = "DBT_SECODA_ONCE";
 pub const DEBOUNCE: &str = "DBT_SECODA_DEBOUNCE";
@@ -78,6 +82,8 @@ pub const USER_FACING: &[&str] = &[
     TRIGGER_TIMEOUT,
     OUTPUT,
     DRY_RUN,
+    GITHUB,
+    JUNIT,
     ONCE,
     DEBOUNCE,
     STATE_FILE,

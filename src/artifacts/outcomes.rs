@@ -16,6 +16,8 @@ use super::{unescape, unescape_into};
 
 /// At most this many tests that did not pass are kept with their details; the rest are counted.
 pub const MAX_KEPT_TESTS: usize = 10_000;
+/// At most this many passing tests are kept, when they are asked for (a JUnit report).
+pub const MAX_KEPT_PASSED: usize = 200_000;
 
 /// How a test result counts for the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
@@ -60,8 +62,8 @@ pub fn command_runs_tests(which: &str) -> bool {
     )
 }
 
-/// One test that did not pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One test's result (those that did not pass, and the passing ones when asked for).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TestResult {
     pub unique_id: String,
     /// dbt's status, as written (`fail`, `error`, `warn`, `skipped`, ...).
@@ -74,6 +76,9 @@ pub struct TestResult {
     pub file: Option<String>,
     /// The node the test checks (a model, source, seed or snapshot unique_id).
     pub entity: Option<String>,
+    /// How long it ran (`execution_time`), in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
     /// Whether the manifest names that node itself (`attached_node`, a unit test's model), rather
     /// than it being guessed from `depends_on` (singular tests).
     #[serde(skip)]
@@ -99,6 +104,9 @@ pub struct RunOutcome {
     /// The manifest's data node names (when some test did not pass).
     #[serde(skip)]
     pub names: NameSet,
+    /// Tests that passed, when asked for (at most [`MAX_KEPT_PASSED`]), in file order.
+    #[serde(skip)]
+    pub passed: Vec<TestResult>,
 }
 
 impl RunOutcome {
@@ -125,13 +133,14 @@ impl RunOutcome {
     pub fn wanted_nodes(&self) -> HashSet<String> {
         self.not_passed
             .iter()
+            .chain(&self.passed)
             .map(|t| t.unique_id.clone())
             .collect()
     }
 
     /// Fills `file` and `entity` from what the manifest said.
     pub fn attach(&mut self, facts: &HashMap<String, NodeFacts>) {
-        for test in &mut self.not_passed {
+        for test in self.not_passed.iter_mut().chain(&mut self.passed) {
             if let Some(node) = facts.get(&test.unique_id) {
                 test.file = node.file.clone();
                 test.entity = node.entity(&test.unique_id);
@@ -160,6 +169,7 @@ enum ResultField {
     RpcMethod,
     InvocationCommand,
     Metadata,
+    ExecutionTime,
 }
 
 /// The result being read. Buffers are reused from result to result: a passing result (nearly
@@ -170,6 +180,7 @@ struct Partial {
     unique_id: Option<String>,
     failures: Option<u64>,
     message: Option<String>,
+    seconds: Option<f64>,
 }
 
 impl Partial {
@@ -190,11 +201,21 @@ pub struct RunResultsVisitor {
     current: Partial,
     rpc_method: Option<String>,
     outcome: RunOutcome,
+    /// Keep the tests that passed too (a JUnit report lists every test).
+    keep_passed: bool,
 }
 
 impl RunResultsVisitor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A visitor that also keeps the tests that passed.
+    pub fn keeping_passed() -> Self {
+        RunResultsVisitor {
+            keep_passed: true,
+            ..Self::default()
+        }
     }
 
     /// The summary; call once the file has been validated whole.
@@ -232,20 +253,29 @@ impl RunResultsVisitor {
             }
         }
         let level = Level::of(status);
+        let kept = |list: &Vec<TestResult>, cap: usize| {
+            (list.len() < cap).then(|| TestResult {
+                unique_id: unique_id.to_string(),
+                status: status.to_string(),
+                level,
+                failures: current.failures,
+                message: current.message.clone(),
+                file: None,
+                entity: None,
+                seconds: current.seconds,
+                attached: false,
+            })
+        };
         if is_test && level != Level::Passed {
             self.outcome.not_passed_total += 1;
-            if self.outcome.not_passed.len() < MAX_KEPT_TESTS {
-                self.outcome.not_passed.push(TestResult {
-                    unique_id: unique_id.to_string(),
-                    status: status.to_string(),
-                    level,
-                    failures: current.failures,
-                    message: current.message.take(),
-                    file: None,
-                    entity: None,
-                    attached: false,
-                });
+            if let Some(test) = kept(&self.outcome.not_passed, MAX_KEPT_TESTS) {
+                self.outcome.not_passed.push(test);
             }
+        } else if is_test
+            && self.keep_passed
+            && let Some(test) = kept(&self.outcome.passed, MAX_KEPT_PASSED)
+        {
+            self.outcome.passed.push(test);
         }
         for field in [&mut current.status, &mut current.unique_id] {
             if let Some(text) = field.as_mut() {
@@ -254,6 +284,7 @@ impl RunResultsVisitor {
         }
         current.failures = None;
         current.message = None;
+        current.seconds = None;
     }
 }
 
@@ -296,6 +327,9 @@ impl Visitor for RunResultsVisitor {
                     b"unique_id" => Some(ResultField::UniqueId),
                     b"failures" if !self.current.passed() => Some(ResultField::Failures),
                     b"message" if !self.current.passed() => Some(ResultField::Message),
+                    b"execution_time" if self.keep_passed || !self.current.passed() => {
+                        Some(ResultField::ExecutionTime)
+                    }
                     _ => None,
                 };
                 self.pending.is_some()
@@ -317,7 +351,7 @@ impl Visitor for RunResultsVisitor {
             Some(ResultField::InvocationCommand) => {
                 self.outcome.invocation_command = Some(unescape(raw))
             }
-            Some(ResultField::Failures) | None => {}
+            Some(ResultField::Failures | ResultField::ExecutionTime) | None => {}
         }
     }
 
@@ -332,6 +366,12 @@ impl Visitor for RunResultsVisitor {
                         .filter(|f| f.is_finite() && *f >= 0.0)
                         .map(|f| f as u64)
                 });
+            }
+            Some(ResultField::ExecutionTime) => {
+                self.current.seconds = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0);
             }
             Some(ResultField::Metadata) => self.meta.scalar(depth, raw),
             _ => {}

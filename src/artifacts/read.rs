@@ -210,6 +210,7 @@ pub enum Piece {
 /// outcomes with each kept test's file and tested node filled in from the manifest.
 pub fn read_pair(
     pair: &Pair,
+    keep_passed: bool,
     sink: &mut dyn FnMut(Piece) -> Result<(), Stopped>,
 ) -> Result<RunOutcome, ReadError> {
     let changed_id =
@@ -223,8 +224,12 @@ pub fn read_pair(
         };
     let rr = &pair.run_results;
     sink(Piece::Start(Role::RunResults))?;
-    let mut run =
-        stream_file(rr, RunResultsVisitor::new(), &mut |b| sink(Piece::Data(b)))?.finish();
+    let visitor = if keep_passed {
+        RunResultsVisitor::keeping_passed()
+    } else {
+        RunResultsVisitor::new()
+    };
+    let mut run = stream_file(rr, visitor, &mut |b| sink(Piece::Data(b)))?.finish();
     if run.invocation_id.as_deref() != Some(rr.invocation_id()) {
         return Err(changed_id(rr, run.invocation_id).into());
     }
@@ -247,9 +252,10 @@ pub fn read_pair(
 /// [`read_pair`] for a reader that takes everything (to hash it, or nothing at all).
 pub fn read_pair_locally(
     pair: &Pair,
+    keep_passed: bool,
     mut see: impl FnMut(&Piece),
 ) -> Result<RunOutcome, ArtifactError> {
-    read_pair(pair, &mut |piece| {
+    read_pair(pair, keep_passed, &mut |piece| {
         see(&piece);
         Ok(())
     })
@@ -265,6 +271,6 @@ pub fn check_pair(
     run_results: &Path,
 ) -> Result<(Pair, RunOutcome), ArtifactError> {
     let pair = inspect_pair(manifest, run_results)?;
-    let run = read_pair_locally(&pair, |_| {})?;
+    let run = read_pair_locally(&pair, false, |_| {})?;
     Ok((pair, run))
 }

@@ -99,6 +99,7 @@ async fn demo(output: OutputFormat, progress: bool) -> Result<ExitCode, Error> {
         dry_run: false,
         warnings: Vec::new(),
         origin: None,
+        keep_passed: false,
     };
     let sink = sink_for(output, progress);
     let (_, code) = run_pipeline(&client, &job, &*sink).await;

@@ -129,7 +129,10 @@ pub async fn run_pipeline(
 }
 
 /// The sink for one run's report on stdout.
-pub fn sink_for(output: OutputFormat, progress: bool) -> Box<dyn crate::report::Sink> {
+pub fn sink_for(
+    output: OutputFormat,
+    progress: bool,
+) -> Box<dyn crate::report::Sink + Send + Sync> {
     match output {
         OutputFormat::Text => Box::new(crate::report::sink::Text::new(progress)),
         OutputFormat::Json => Box::new(crate::report::sink::JsonDocument),

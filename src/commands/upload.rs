@@ -8,6 +8,11 @@ use crate::api::Client;
 use crate::config::{ArtifactInput, ConfigError, ConnectionInput, Id};
 use crate::exit::{ExitCode, OnApiError};
 use crate::pipeline::{FailOn, Job, Wait, gate};
+use std::path::PathBuf;
+
+use crate::report::github::{self, GitHub};
+use crate::report::junit::Junit;
+use crate::report::sink::Tee;
 use crate::report::{OutputFormat, Report, Sink};
 use crate::units::format_duration;
 
@@ -32,19 +37,64 @@ pub struct Input {
     pub output: OutputFormat,
     /// A progress bar may be drawn on stderr.
     pub progress: bool,
+    /// Also report as GitHub Actions reads it (annotations, job summary, step outputs);
+    /// `--github`, or on by itself on a runner (GITHUB_ACTIONS=true).
+    pub github: bool,
+    /// Also write a JUnit XML report here.
+    pub junit: Option<PathBuf>,
 }
 
-/// The client and the job for a pair, checked.
-pub fn prepare(
-    connection: &ConnectionInput,
-    integration: Option<&Id>,
-    artifacts: &ArtifactInput,
-    options: &Options,
-) -> Result<(Client, Job), Error> {
-    let (client, _, warnings) = connect(connection)?;
-    let integration = integration
-        .cloned()
+/// Whether this process runs on a GitHub Actions runner.
+pub fn on_github_runner() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// The report's sinks: `primary` (text or JSON on stdout), then GitHub's and JUnit's renderings
+/// of the same report when asked for.
+pub fn sinks(input: &Input, primary: Box<dyn Sink + Send + Sync>) -> Box<dyn Sink + Send + Sync> {
+    let mut sinks = vec![primary];
+    if input.github || on_github_runner() {
+        sinks.push(Box::new(GitHub::from_env(
+            input.artifacts.project_dir.as_deref(),
+        )));
+    }
+    if let Some(path) = &input.junit {
+        sinks.push(Box::new(Junit {
+            path: path.clone(),
+            warnings_fail: input.options.fail_on == FailOn::Warn,
+        }));
+    }
+    if sinks.len() == 1 {
+        sinks.pop().unwrap_or_else(|| unreachable!("one sink"))
+    } else {
+        Box::new(Tee(sinks))
+    }
+}
+
+/// The client and the job for a pair, checked. On a GitHub runner the key is masked first, before
+/// anything else is printed.
+pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
+    let Input {
+        connection,
+        integration,
+        artifacts,
+        options,
+        ..
+    } = input;
+    let (client, resolved, warnings) = connect(connection)?;
+    if on_github_runner() {
+        github::mask(&resolved.key);
+    }
+    let integration = (*integration)
+        .clone()
         .ok_or(ConfigError::MissingIntegration)?;
+    // Found out before anything is sent, not after the upload a CI job wanted reported.
+    if let Some(path) = &input.junit {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if folder.is_some_and(|f| !f.is_dir()) {
+            return Err(ConfigError::JunitFolder { path: path.clone() }.into());
+        }
+    }
     if let Some(wait) = options.wait
         && wait.timeout < wait.poll_interval * 2
     {
@@ -65,6 +115,7 @@ pub fn prepare(
         dry_run: options.dry_run,
         warnings,
         origin: None,
+        keep_passed: input.junit.is_some(),
     };
     Ok((client, job))
 }
@@ -86,13 +137,8 @@ pub fn not_started(error: &Error, options: &Options, sink: &dyn Sink) -> ExitCod
 }
 
 pub async fn run(input: Input) -> ExitCode {
-    let sink = sink_for(input.output, input.progress);
-    let (client, job) = match prepare(
-        &input.connection,
-        input.integration.as_ref(),
-        &input.artifacts,
-        &input.options,
-    ) {
+    let sink = sinks(&input, sink_for(input.output, input.progress));
+    let (client, job) = match prepare(&input) {
         Ok(ready) => ready,
         Err(error) => return not_started(&error, &input.options, &*sink),
     };

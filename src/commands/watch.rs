@@ -28,16 +28,12 @@ pub struct WatchInput {
 
 pub async fn run(input: upload::Input, watch: WatchInput) -> ExitCode {
     // One report a pair: text for people, or one JSON document a line.
-    let sink: Arc<dyn Sink + Send + Sync> = match input.output {
-        OutputFormat::Text => Arc::new(Text::new(input.progress)),
-        OutputFormat::Json => Arc::new(JsonLines),
+    let primary: Box<dyn Sink + Send + Sync> = match input.output {
+        OutputFormat::Text => Box::new(Text::new(input.progress)),
+        OutputFormat::Json => Box::new(JsonLines),
     };
-    let (client, job) = match prepare(
-        &input.connection,
-        input.integration.as_ref(),
-        &input.artifacts,
-        &input.options,
-    ) {
+    let sink: Arc<dyn Sink + Send + Sync> = Arc::from(upload::sinks(&input, primary));
+    let (client, job) = match prepare(&input) {
         Ok(ready) => ready,
         Err(error) => return not_started(&error, &input.options, &*sink),
     };

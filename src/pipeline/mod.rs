@@ -75,6 +75,8 @@ pub struct Job {
     pub warnings: Vec<String>,
     /// Where `paths` were copied from (watch uploads snapshots): the report names these.
     pub origin: Option<ArtifactPaths>,
+    /// Keep the tests that passed in the report too (a JUnit report lists every test).
+    pub keep_passed: bool,
 }
 
 impl Job {
@@ -176,7 +178,8 @@ async fn steps(
     }
 
     if job.dry_run {
-        let (run, [run_results_sha, manifest_sha]) = upload::read_locally(&pair, true).await?;
+        let (run, [run_results_sha, manifest_sha]) =
+            upload::read_locally(&pair, true, job.keep_passed).await?;
         report.record_run(&run);
         let with_hash = |file, sha: Option<String>| FileReport {
             sha256: sha,
@@ -200,7 +203,7 @@ async fn steps(
     {
         // Secoda failed before the upload read the files: read them here, so the report and
         // --on-api-error warn still have the local test results.
-        let (run, _) = upload::read_locally(&pair, false).await?;
+        let (run, _) = upload::read_locally(&pair, false, job.keep_passed).await?;
         report.record_run(&run);
     }
     result
@@ -222,7 +225,7 @@ async fn upload_and_sync(
     let before_upload = client.failing_tests(id).await?;
 
     let started = Instant::now();
-    let (run, attempts) = upload::upload(client, id, pair, sink).await?;
+    let (run, attempts) = upload::upload(client, id, pair, job.keep_passed, sink).await?;
     report.record_run(&run);
     report.uploaded = Some(Uploaded {
         endpoint: client.upload_endpoint(id).to_string(),

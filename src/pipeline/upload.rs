@@ -20,6 +20,7 @@ pub(super) async fn upload(
     client: &Client,
     integration: &Id,
     pair: &Pair,
+    keep_passed: bool,
     sink: &dyn Sink,
 ) -> Result<(RunOutcome, Attempts), Error> {
     let form = Form::new(
@@ -44,8 +45,9 @@ pub(super) async fn upload(
             let (body, sender) = channel_body(2, Arc::clone(&sent));
             let stop = sender.stopper();
             let (pair, form_for_thread) = (pair.clone(), form.clone());
-            let producer =
-                tokio::task::spawn_blocking(move || produce(&pair, &form_for_thread, &sender));
+            let producer = tokio::task::spawn_blocking(move || {
+                produce(&pair, &form_for_thread, keep_passed, &sender)
+            });
             UploadAttempt {
                 body,
                 content_type: form.content_type(),
@@ -67,10 +69,11 @@ pub(super) async fn upload(
 fn produce(
     pair: &Pair,
     form: &Form,
+    keep_passed: bool,
     sender: &BodySender,
 ) -> Result<RunOutcome, ProducerError<ArtifactError>> {
     let mut part = 0;
-    let result = artifacts::read_pair(pair, &mut |piece| match piece {
+    let result = artifacts::read_pair(pair, keep_passed, &mut |piece| match piece {
         Piece::Start(_) => {
             part += 1;
             sender.send(form.head(part - 1)).map_err(|_| Stopped)
@@ -96,12 +99,13 @@ fn produce(
 pub(super) async fn read_locally(
     pair: &Pair,
     hash: bool,
+    keep_passed: bool,
 ) -> Result<(RunOutcome, [Option<String>; 2]), Error> {
     let pair = pair.clone();
     let read = crate::blocking::run(move || {
         let mut hashers = [Sha256::new(), Sha256::new()];
         let mut current = 0;
-        let run = artifacts::read_pair_locally(&pair, |piece| match piece {
+        let run = artifacts::read_pair_locally(&pair, keep_passed, |piece| match piece {
             Piece::Start(role) => current = usize::from(*role == Role::Manifest),
             Piece::Data(chunk) if hash => hashers[current].update(chunk),
             _ => {}

@@ -7,7 +7,9 @@
 //! [`crate::logging`]'s redacting printers. It does not decide the exit code; it records the one
 //! [`crate::exit`] decided.
 
+pub mod github;
 pub mod human;
+pub mod junit;
 pub mod progress;
 pub mod sink;
 pub mod table;
@@ -182,6 +184,9 @@ pub struct Report {
     pub test_summary: Option<TestSummary>,
     /// One entry per test that did not pass (failed, errored, warned, skipped, ...).
     pub tests: Vec<TestResult>,
+    /// The tests that passed, when the job kept them (for a JUnit report; not in the JSON).
+    #[serde(skip)]
+    pub passed: Vec<TestResult>,
     /// Where Secoda's answer and the local run_results differ.
     pub disagreements: Option<Disagreements>,
     pub warnings: Vec<String>,
@@ -223,6 +228,9 @@ impl Report {
         } else {
             Vec::new()
         };
+        if run.has_test_outcomes() {
+            self.passed = run.passed.clone();
+        }
     }
 
     /// The local results, when the run's results carry test outcomes.

@@ -118,7 +118,9 @@ impl Sink for JsonLines {
 }
 
 /// The same events and report for several sinks, in order.
-pub struct Tee(pub Vec<Box<dyn Sink + Send>>);
+pub struct Tee(pub Vec<Box<dyn Sink + Send + Sync>>);
+
+// Sink is Sync, so a Tee of them is too.
 
 impl Sink for Tee {
     fn event(&self, event: Event<'_>) {

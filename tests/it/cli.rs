@@ -288,7 +288,7 @@ fn a_key_file_can_be_a_pipe_but_not_a_folder() {
         exe.display(),
         target.path().display()
     );
-    let mut cmd = std::process::Command::new("bash");
+    let mut cmd = clean_command("bash");
     cmd.args(["-c", &line]).env_remove("SECODA_API_KEY");
     let output = cmd.output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -316,4 +316,25 @@ fn a_wait_too_short_for_two_polls_is_refused() {
         dry_run(target.path()).args(["--wait-timeout", "4s", "--no-wait"]),
         0,
     );
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    // A GitHub Action passes an input left empty as `VAR=`: that must mean the default.
+    let target = failing_build();
+    let mut cmd = dry_run(target.path());
+    for var in [
+        "SECODA_REGION",
+        "SECODA_API_URL",
+        "DBT_SECODA_FAIL_ON",
+        "DBT_SECODA_NO_WAIT",
+        "DBT_SECODA_WAIT_TIMEOUT",
+        "DBT_SECODA_JUNIT",
+        "DBT_SECODA_LOG_FORMAT",
+        "DBT_PROJECT_DIR",
+    ] {
+        cmd.env(var, "");
+    }
+    let report = json_report(&expect_exit(&mut cmd, 0));
+    assert_eq!(report["api_root"], "https://api.secoda.co/api/v1");
 }

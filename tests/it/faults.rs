@@ -316,9 +316,8 @@ fn interrupted_upload(
     ready: &str,
 ) -> (Option<i32>, Duration) {
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
-    let mut child = std::process::Command::new(exe)
+    let mut child = clean_command(exe)
         .env("SECODA_API_KEY", KEY)
-        .env("NO_COLOR", "1")
         .args([
             "upload",
             "--api-url",

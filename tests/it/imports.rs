@@ -326,7 +326,7 @@ fn a_100_mb_csv_is_checked_in_constant_memory() {
     }
     drop(out);
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
-    let output = std::process::Command::new("/usr/bin/time")
+    let output = clean_command("/usr/bin/time")
         .args(["-f", "peak_kb=%M"])
         .arg(exe)
         .args(["integrations", "import-csv", "some-id", "--dry-run"])

@@ -167,17 +167,13 @@ fn deleting_asks_first_and_needs_yes_without_a_terminal() {
     );
 
     // On a terminal it asks; "n" keeps the integration, "y" deletes it.
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if clean_command("script").arg("--version").output().is_err() {
         return;
     }
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
     let ask = |answer: &str| {
         let line = format!("'{}' integrations delete {id}", exe.display());
-        let mut child = std::process::Command::new("script")
+        let mut child = clean_command("script")
             .args(["-qec", &line, "/dev/null"])
             .env("SECODA_API_KEY", KEY)
             .env("SECODA_API_URL", &sim.url)

@@ -6,6 +6,7 @@
 
 mod architecture;
 mod artifacts;
+mod ci_reports;
 mod cli;
 mod doctor;
 mod faults;
@@ -15,6 +16,7 @@ mod network;
 mod real_world;
 mod security;
 mod settle;
+mod shell;
 mod simulator;
 mod support;
 mod terminal;

@@ -57,7 +57,7 @@ fn the_key_is_never_printed_even_at_vvv() {
 fn a_successful_run_at_full_trace_hides_the_key() {
     // The simulator accepts SECRET here, so every request carries it in the Authorization header.
     let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
-    let mut child = std::process::Command::new(exe)
+    let mut child = clean_command(exe)
         .args([
             "simulator",
             "--listen",

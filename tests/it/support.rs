@@ -32,25 +32,36 @@ pub fn shared() -> Option<PathBuf> {
     path.is_dir().then_some(path)
 }
 
-/// The binary, with an environment free of the caller's Secoda/dbt settings and fast retries.
-pub fn bin() -> Command {
-    let mut cmd = Command::cargo_bin("dbt-secoda").expect("the binary is built");
+/// Whether the caller's environment variable `key` would change what the binary does: Secoda and
+/// dbt settings, a CI runner's (on GitHub Actions the binary would annotate and write summaries),
+/// proxies and CA overrides of this machine (network.rs sets its own), log filters.
+pub fn is_callers_setting(key: &str) -> bool {
+    key.starts_with("SECODA_")
+        || key.starts_with("DBT_")
+        || key.starts_with("GITHUB_")
+        || key.starts_with("RUNNER_")
+        || key.starts_with("SSL_CERT_")
+        || key.to_ascii_lowercase().ends_with("_proxy")
+        || matches!(key, "RUST_LOG" | "CI" | "NO_COLOR")
+}
+
+/// `program` (the binary, or a shell or `script` that runs it) with none of the caller's settings
+/// and fast retries.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> StdCommand {
+    let mut cmd = StdCommand::new(program);
     for (key, _) in std::env::vars() {
-        // Proxies and CA overrides of this machine are not the tests' business: network.rs sets
-        // its own.
-        let network = key.to_ascii_lowercase().ends_with("_proxy") || key.starts_with("SSL_CERT_");
-        if key.starts_with("SECODA_")
-            || key.starts_with("DBT_")
-            || key == "RUST_LOG"
-            || key == "CI"
-            || network
-        {
+        if is_callers_setting(&key) {
             cmd.env_remove(key);
         }
     }
     cmd.env("DBT_SECODA_RETRY_SCALE", "0.01")
         .env("NO_COLOR", "1");
     cmd
+}
+
+/// The binary, with an environment free of the caller's settings and fast retries.
+pub fn bin() -> Command {
+    Command::from_std(clean_command(assert_cmd::cargo::cargo_bin("dbt-secoda")))
 }
 
 /// A simulator process on a free loopback port; killed when dropped.
@@ -69,7 +80,7 @@ impl Simulator {
         } else {
             &["--sync-seconds", "0.3"]
         };
-        let mut child = StdCommand::new(exe)
+        let mut child = clean_command(exe)
             .args(["simulator", "--listen", "127.0.0.1:0", "--api-key", KEY])
             .args(sync)
             .args(extra)
@@ -310,4 +321,23 @@ pub fn padded_manifest(len: usize, flaw_at: Option<usize>) -> Vec<u8> {
     file.extend_from_slice(&padding);
     file.extend_from_slice(b"\"}\n");
     file
+}
+
+/// Whether the machine has `program` (it answers `--version`). Tests that need one skip without
+/// it, except in CI (`DBT_SECODA_REQUIRE_TOOLS`), where a missing tool is a failure.
+pub fn have_tool(program: &str) -> bool {
+    let found = StdCommand::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("DBT_SECODA_REQUIRE_TOOLS").is_none(),
+            "{program} is required here"
+        );
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
 }

@@ -17,14 +17,9 @@ fn on_terminal(args: &[String], env: &[(&str, &str)]) -> Option<Output> {
         .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SECODA_") || key.starts_with("DBT_") || key == "CI" || key == "NO_COLOR"
-        {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = clean_command("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR");
     cmd.env("TERM", "xterm").envs(env.iter().copied());
     Some(cmd.output().expect("script runs"))
 }

@@ -21,16 +21,8 @@ impl Watcher {
     /// Starts `watch` on `target` against `sim`, health endpoints on a free port, plus `extra`.
     fn start(sim: &Simulator, target: &Path, state: &Path, extra: &[&str]) -> Watcher {
         let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
-        let mut cmd = StdCommand::new(exe);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("SECODA_") || key.starts_with("DBT_") || key == "RUST_LOG" {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
+        let mut child = clean_command(exe)
             .env("SECODA_API_KEY", KEY)
-            .env("DBT_SECODA_RETRY_SCALE", "0.01")
-            .env("NO_COLOR", "1")
             .args([
                 "watch",
                 "--api-url",
