@@ -10,20 +10,20 @@ use serde_json::Value;
 use crate::support::*;
 
 /// The repository: annotation paths must name files in it.
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The dbt project the demo artifacts come from, a subfolder of the repository as in a monorepo.
-const PROJECT: &str = "tests/dbt-project";
-const ERRORING: &str =
+pub const PROJECT: &str = "tests/dbt-project";
+pub const ERRORING: &str =
     "test.fernleaf.not_null_rpt_revenue_by_region_discount_total_cents.a97f1455ab";
-const ON_WINDOWS: &str = "test.fernleaf.unique_dim_customers_email.0472f7c2e8";
+pub const ON_WINDOWS: &str = "test.fernleaf.unique_dim_customers_email.0472f7c2e8";
 
 /// The demo's failing build, with what real runs can hold that it does not: an error message
 /// with `%` in it (besides its newlines and colons), and a test file path written by dbt on
 /// Windows. Edited as text: the files keep dbt's key order, `metadata` first.
-fn failing_build_with_hard_text() -> tempfile::TempDir {
+pub fn failing_build_with_hard_text() -> tempfile::TempDir {
     let dir = failing_build();
     let edit = |name: &str, at: &str, from: &str, to: &str| {
         let path = dir.path().join(name);
@@ -90,7 +90,7 @@ impl Runner {
     }
 }
 
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     let mut outputs = BTreeMap::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -112,10 +112,10 @@ fn parse_outputs(text: &str) -> BTreeMap<String, String> {
 
 /// A workflow command line, as the runner's `ActionCommand.TryParseV2` reads it.
 #[derive(Debug)]
-struct WorkflowCommand {
-    command: String,
-    properties: BTreeMap<String, String>,
-    data: String,
+pub struct WorkflowCommand {
+    pub command: String,
+    pub properties: BTreeMap<String, String>,
+    pub data: String,
 }
 
 /// The toolkit's escapes, undone the way the runner does (`%25` last).
@@ -127,7 +127,7 @@ fn unescape(text: &str) -> String {
         .replace("%25", "%")
 }
 
-fn workflow_commands(stderr: &str) -> Vec<WorkflowCommand> {
+pub fn workflow_commands(stderr: &str) -> Vec<WorkflowCommand> {
     stderr
         .lines()
         .filter_map(|line| {
@@ -452,5 +452,8 @@ fn watch_reports_each_pair_to_github_and_junit_too() {
         4
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"<testsuite name="dbt build" tests="39""#), "{xml}");
+    assert!(
+        xml.contains(r#"<testsuite name="dbt build" tests="39""#),
+        "{xml}"
+    );
 }

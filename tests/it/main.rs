@@ -4,10 +4,12 @@
 // A failed unwrap is a failed test, with its location: the clearest report a test can give.
 #![allow(clippy::unwrap_used)]
 
+mod action;
 mod architecture;
 mod artifacts;
 mod ci_reports;
 mod cli;
+mod docs;
 mod doctor;
 mod faults;
 mod imports;
