@@ -264,7 +264,9 @@ def main():
 
     idle_rss, peak, size, took = big_pair(mib)
     print(f"\nA {size / 2**30:.2f} GiB pair snapshotted and uploaded (--no-wait):\n")
-    print("| idle RSS (MiB) | peak RSS during the pair (MiB) | seconds until the simulator holds it |")
+    print(
+        "| idle RSS (MiB) | peak RSS during the pair (MiB) | seconds until the simulator holds it |"
+    )
     print("| --- | --- | --- |")
     print(f"| {idle_rss:.1f} | {peak:.1f} | {took:.1f} |")
 

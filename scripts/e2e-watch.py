@@ -22,9 +22,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
+
+import harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "debug", "dbt-secoda")
@@ -33,60 +33,14 @@ KEY = f"e2e-watch-key-{os.getpid()}"
 
 
 def fail(message):
-    print(f"e2e-watch: {message}", file=sys.stderr)
-    sys.exit(1)
+    harness.fail("e2e-watch", message)
 
 
-class Process:
-    """A child whose stderr lines are collected as they come."""
-
-    def __init__(self, args, env=None):
-        self.proc = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.lines = []
-        self.out = []
-        for stream, sink in (
-            (self.proc.stderr, self.lines),
-            (self.proc.stdout, self.out),
-        ):
-            threading.Thread(
-                target=self._collect, args=(stream, sink), daemon=True
-            ).start()
-
-    @staticmethod
-    def _collect(stream, sink):
-        for line in stream:
-            sink.append(line.rstrip("\n"))
-
-    def wait_for(self, needle, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines) + list(self.out):
-                if needle in line:
-                    return line
-            if self.proc.poll() is not None and not any(
-                needle in x for x in self.lines
-            ):
-                break
-            time.sleep(0.02)
-        fail(f"{needle!r} never appeared:\n" + "\n".join(self.lines))
-
-    def exit_code(self, timeout=120):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            fail("the process did not exit:\n" + "\n".join(self.lines))
+def Process(args, env=None):
+    return harness.Process(args, env, name="e2e-watch")
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        return answer.read().decode()
+get = harness.get
 
 
 def main():
