@@ -1,0 +1,134 @@
+//! The documentation holds to the repository: every YAML or Python example in the README and
+//! docs/ is a real file (or an excerpt of one) that CI lints and validates, and every example file
+//! is documented.
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The files examples may be taken from: those `.ci/run` checks.
+fn example_files() -> Vec<PathBuf> {
+    let mut files = vec![repo().join("action.yml")];
+    files_under(&repo().join("examples"), &mut files);
+    files_under(&repo().join(".github/workflows"), &mut files);
+    files
+        .into_iter()
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yml" || e == "yaml" || e == "py")
+        })
+        .collect()
+}
+
+/// The README and docs/*.md.
+fn documents() -> Vec<PathBuf> {
+    let mut docs = vec![repo().join("README.md")];
+    files_under(&repo().join("docs"), &mut docs);
+    docs.retain(|p| p.extension().is_some_and(|e| e == "md"));
+    docs
+}
+
+/// Fenced blocks of `language` in `text`.
+fn blocks(text: &str, language: &str) -> Vec<String> {
+    let fence = format!("```{language}");
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_end() == fence {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            out.push(body.join("\n"));
+        }
+    }
+    out
+}
+
+fn dedent(lines: &[&str]) -> Vec<String> {
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end().to_string())
+        .collect()
+}
+
+/// Whether `block` is `file`'s text, or a run of its lines (indentation aside).
+fn is_excerpt(block: &str, file: &str) -> bool {
+    let wanted: Vec<&str> = block.lines().collect();
+    let have: Vec<&str> = file.lines().collect();
+    let wanted = dedent(&wanted);
+    have.windows(wanted.len()).any(|w| dedent(w) == wanted)
+}
+
+#[test]
+fn every_yaml_and_python_example_is_a_checked_file() {
+    let files: Vec<(PathBuf, String)> = example_files()
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    let mut unchecked = Vec::new();
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for language in ["yaml", "yml", "python"] {
+            for block in blocks(&text, language) {
+                if !files.iter().any(|(_, file)| is_excerpt(&block, file)) {
+                    unchecked.push(format!(
+                        "{}: a {language} block that is no checked file's text:\n{block}",
+                        doc.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(unchecked.is_empty(), "{}", unchecked.join("\n\n"));
+}
+
+#[test]
+fn every_example_file_is_documented() {
+    let docs: String = documents()
+        .iter()
+        .map(|d| std::fs::read_to_string(d).unwrap())
+        .collect();
+    let mut examples = Vec::new();
+    files_under(&repo().join("examples"), &mut examples);
+    for example in examples {
+        let relative = example.strip_prefix(repo()).unwrap().display().to_string();
+        assert!(docs.contains(&relative), "no document names {relative}");
+    }
+}
+
+#[test]
+fn the_readme_opens_with_the_two_commands_then_the_action_and_the_container() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    // The first screen: a terminal's worth of lines.
+    let first_screen: String = readme.lines().take(24).collect::<Vec<_>>().join("\n");
+    assert!(first_screen.contains("cargo run --release -- demo"));
+    assert!(first_screen.contains("\ncargo test "));
+    let action = readme
+        .find("\n## GitHub Action\n")
+        .expect("a GitHub Action section");
+    let container = readme
+        .find("\n## Container\n")
+        .expect("a Container section");
+    assert!(readme.find("cargo run --release -- demo").unwrap() < action.min(container));
+    assert!(readme[action..].contains("if: always()"));
+}
