@@ -111,6 +111,35 @@ def assemble(binary, root):
     return libs
 
 
+# What docs/performance.md's watch reference needs: a shell loop on inotifywait running curl.
+REFERENCE_TOOLS = ("bash", "inotifywait", "curl")
+
+
+def reference(work, ours):
+    """The same contents for the reference watcher (its programs, their libraries, the CA
+    bundle), assembled the same way, for the ratio."""
+    programs = [shutil.which(tool) for tool in REFERENCE_TOOLS]
+    if None in programs:
+        print(
+            f"image-check: reference skipped ({', '.join(REFERENCE_TOOLS)} not all installed)"
+        )
+        return
+    root = os.path.join(work, "reference")
+    files = {CA_BUNDLE}
+    for program in programs:
+        files.add(program)
+        files.update(libraries(program))
+    for path in files:
+        target = os.path.join(root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.realpath(path), target)
+    theirs = size(root)
+    print(
+        f"image-check: reference (bash + inotifywait + curl, their libraries, CA bundle) "
+        f"{theirs / 1e6:.2f} MB; dbt-secoda / reference = {ours / theirs:.2f}"
+    )
+
+
 def size(root):
     total = 0
     for folder, _, files in os.walk(root):
@@ -144,6 +173,7 @@ def main():
         )
         if total > LIMIT_MB * 1e6:
             fail(f"the image contents exceed {LIMIT_MB} MB")
+        reference(work, total)
         check(root, stage)
     finally:
         shutil.rmtree(work, ignore_errors=True)
