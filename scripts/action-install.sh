@@ -68,17 +68,25 @@ else
 
   expected=$(cut -d ' ' -f 1 <"$work/$archive.sha256" | tr -d '\r\n')
   [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 does not hold a sha256"
+  # From stdin: given a path with a backslash (RUNNER_TEMP on Windows), sha256sum escapes its
+  # output line with a leading backslash.
   if command -v sha256sum >/dev/null; then
-    actual=$(sha256sum "$work/$archive" | cut -d ' ' -f 1)
+    actual=$(sha256sum <"$work/$archive" | cut -d ' ' -f 1)
   else
-    actual=$(shasum -a 256 "$work/$archive" | cut -d ' ' -f 1)
+    actual=$(shasum -a 256 <"$work/$archive" | cut -d ' ' -f 1)
   fi
   [ "$actual" = "$expected" ] ||
     fail "$archive has sha256 $actual, but the release says $expected: not installed (a corrupted or altered download)"
 
   mkdir -p "$work/unpacked" "$bin"
   case "$archive" in
-    *.zip) unzip -q "$work/$archive" -d "$work/unpacked" ;;
+    *.zip)
+      if command -v unzip >/dev/null; then
+        unzip -q "$work/$archive" -d "$work/unpacked"
+      else
+        7z x -bd -y "-o$work/unpacked" "$work/$archive" >/dev/null
+      fi
+      ;;
     *) tar -xzf "$work/$archive" -C "$work/unpacked" ;;
   esac
   [ -f "$work/unpacked/$exe" ] || fail "$archive holds no $exe"

@@ -56,7 +56,9 @@ def main():
         fail("the key does not come from an Airflow Variable")
     if "{{" in report.bash_command:
         fail("the command line is templated")
-    print("e2e-airflow: dbt_nightly loads; report_to_secoda follows dbt_build, all_done")
+    print(
+        "e2e-airflow: dbt_nightly loads; report_to_secoda follows dbt_build, all_done"
+    )
 
     sys.path.insert(0, EXAMPLE)
     import dbt_secoda_dag as example
@@ -67,7 +69,9 @@ def main():
         fail(f"the Cosmos DAG runs {type(task).__name__}")
     if task.callback is not example.report_from_cosmos:
         fail("the Cosmos task's callback is not the example's")
-    print("e2e-airflow: the Cosmos DAG builds one DbtBuildLocalOperator with the callback")
+    print(
+        "e2e-airflow: the Cosmos DAG builds one DbtBuildLocalOperator with the callback"
+    )
 
     sim = harness.Process(
         [BIN, "simulator", "--api-key", KEY, "--sync-seconds", "0.3"],
@@ -87,10 +91,14 @@ def main():
             (os.path.join(ROOT, "tests", "fixtures", "build-passing"), False),
         ):
             project = tempfile.mkdtemp(prefix="cosmos-copy-")
-            shutil.copy(os.path.join(ROOT, "tests", "dbt-project", "dbt_project.yml"), project)
+            shutil.copy(
+                os.path.join(ROOT, "tests", "dbt-project", "dbt_project.yml"), project
+            )
             os.makedirs(os.path.join(project, "target"))
             for name in ("manifest.json", "run_results.json"):
-                shutil.copy(os.path.join(fixture, name), os.path.join(project, "target"))
+                shutil.copy(
+                    os.path.join(fixture, name), os.path.join(project, "target")
+                )
             # The report goes to the task log; here, away from this script's own.
             saved = os.dup(1)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
@@ -108,7 +116,9 @@ def main():
         uploads = json.loads(harness.get(f"{url}/_simulator/state"))["uploads"]
         if len(uploads) != 2:
             fail(f"{len(uploads)} uploads from two callbacks")
-        print("e2e-airflow: the Cosmos callback uploads; exit 1 fails the task, 0 passes")
+        print(
+            "e2e-airflow: the Cosmos callback uploads; exit 1 fails the task, 0 passes"
+        )
     finally:
         sim.proc.kill()
         shutil.rmtree(home, ignore_errors=True)

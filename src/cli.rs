@@ -244,9 +244,10 @@ pub struct UploadArgs {
 
     /// Also report the way GitHub Actions reads it: an annotation on the file of each test that
     /// did not pass, a job summary ($GITHUB_STEP_SUMMARY) and step outputs ($GITHUB_OUTPUT). On by
-    /// itself on a runner (GITHUB_ACTIONS=true), where the key is also masked.
-    #[arg(long, help_heading = "Reports", env = env::GITHUB, hide_env_values = true, value_parser = BoolishValueParser::new())]
-    pub github: bool,
+    /// itself on a runner (GITHUB_ACTIONS=true), where the key is also masked; --github=false
+    /// turns it off there.
+    #[arg(long, help_heading = "Reports", env = env::GITHUB, hide_env_values = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub github: Option<bool>,
 
     /// Also write the run's tests as a JUnit XML report to this file (GitLab, Jenkins, Azure
     /// DevOps, CircleCI and Buildkite read it).

@@ -56,17 +56,56 @@ pub fn progress_allowed(quiet: bool) -> bool {
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
-/// Writes `text` to stdout, redacted.
+/// Whether this process runs on a GitHub Actions runner, which reads workflow commands in what
+/// it prints.
+pub fn on_github_runner() -> bool {
+    static ON_RUNNER: OnceLock<bool> = OnceLock::new();
+    *ON_RUNNER.get_or_init(|| std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"))
+}
+
+/// On a runner, a printed line that starts with `::` (after spaces) is a workflow command. Text
+/// that came from dbt or Secoda (a test's message, an entity name, a response body) must not
+/// forge annotations or stop the runner reading commands, so such a line gets a zero-width space
+/// in front: it reads the same, and the runner takes it for text.
+fn defang(text: String) -> String {
+    if on_github_runner() && text.contains("::") {
+        defang_lines(&text)
+    } else {
+        text
+    }
+}
+
+fn defang_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            if line.trim_start().starts_with("::") {
+                format!("\u{200b}{line}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Writes `text` to stdout, redacted (and defanged on a runner).
 pub fn print_stdout(text: &str) {
     let mut out = io::stdout().lock();
-    let _ = out.write_all(redact(text).as_bytes());
+    let _ = out.write_all(defang(redact(text)).as_bytes());
     let _ = out.flush();
 }
 
-/// Writes `text` to stderr, redacted.
+/// Writes `text` to stderr, redacted (and defanged on a runner).
 pub fn print_stderr(text: &str) {
     let mut err = io::stderr().lock();
-    let _ = err.write_all(redact(text).as_bytes());
+    let _ = err.write_all(defang(redact(text)).as_bytes());
+    let _ = err.flush();
+}
+
+/// Writes workflow commands dbt-secoda made itself (their data escaped by the caller) to stderr,
+/// redacted but not defanged.
+pub fn print_workflow_commands(commands: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(redact(commands).as_bytes());
     let _ = err.flush();
 }
 
@@ -144,6 +183,17 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_line_that_would_be_a_workflow_command_is_defanged() {
+        let text = "Got 1 result\n  ::error title=forged::x\nkeeps a::b inside\n::stop-commands::t";
+        let out = defang_lines(text);
+        assert_eq!(
+            out,
+            "Got 1 result\n\u{200b}  ::error title=forged::x\nkeeps a::b inside\n\u{200b}::stop-commands::t"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -10,6 +10,7 @@ use crate::exit::{ExitCode, OnApiError};
 use crate::pipeline::{FailOn, Job, Wait, gate};
 use std::path::PathBuf;
 
+use crate::logging::on_github_runner;
 use crate::report::github::{self, GitHub};
 use crate::report::junit::Junit;
 use crate::report::sink::Tee;
@@ -37,23 +38,18 @@ pub struct Input {
     pub output: OutputFormat,
     /// A progress bar may be drawn on stderr.
     pub progress: bool,
-    /// Also report as GitHub Actions reads it (annotations, job summary, step outputs);
-    /// `--github`, or on by itself on a runner (GITHUB_ACTIONS=true).
-    pub github: bool,
+    /// Also report as GitHub Actions reads it (annotations, job summary, step outputs): `Some`
+    /// when asked (`--github`, `--github=false`), else on by itself on a runner.
+    pub github: Option<bool>,
     /// Also write a JUnit XML report here.
     pub junit: Option<PathBuf>,
-}
-
-/// Whether this process runs on a GitHub Actions runner.
-pub fn on_github_runner() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
 /// The report's sinks: `primary` (text or JSON on stdout), then GitHub's and JUnit's renderings
 /// of the same report when asked for.
 pub fn sinks(input: &Input, primary: Box<dyn Sink + Send + Sync>) -> Box<dyn Sink + Send + Sync> {
     let mut sinks = vec![primary];
-    if input.github || on_github_runner() {
+    if input.github.unwrap_or_else(on_github_runner) {
         sinks.push(Box::new(GitHub::from_env(
             input.artifacts.project_dir.as_deref(),
         )));

@@ -13,11 +13,13 @@ use super::sink::Sink;
 use super::{Outcome, Report};
 use crate::artifacts::{Level, TestResult};
 use crate::config::ApiKey;
-use crate::logging::print_stderr;
+use crate::logging::print_workflow_commands;
 use crate::units::{count, format_duration, human_bytes};
 
 /// GitHub's limit for one step's summary.
 const SUMMARY_LIMIT: usize = 1024 * 1024;
+/// Room kept for the note that says what a cut summary left out.
+const NOTE_ROOM: usize = 300;
 /// Annotations written at most (GitHub shows ten of each kind per step; the rest are in the
 /// summary).
 const MAX_ANNOTATIONS: usize = 50;
@@ -45,7 +47,8 @@ pub struct GitHub {
 /// JSON document.
 pub fn mask(key: &ApiKey) {
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "::add-mask::{}", key.reveal_to_runner());
+    // Escaped as data: the runner unescapes `%25`, `%0D` and `%0A` before it masks.
+    let _ = writeln!(out, "::add-mask::{}", escape_data(key.reveal_to_runner()));
     let _ = out.flush();
 }
 
@@ -81,7 +84,12 @@ impl GitHub {
     /// A test's file as the repository knows it: the project folder relative to the workspace,
     /// then dbt's `original_file_path`.
     fn repo_path(&self, file: &str) -> String {
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        // Canonical, so a symlinked work folder (self-hosted runners) still compares equal.
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
         let project = absolute(&self.project_dir);
         let inside = self.workspace.as_deref().and_then(|w| {
             project
@@ -143,23 +151,31 @@ impl GitHub {
         out
     }
 
-    /// The Markdown job summary, at most [`SUMMARY_LIMIT`] bytes.
-    pub fn summary(&self, report: &Report) -> String {
+    /// The Markdown job summary in at most `budget` bytes (what is left of GitHub's 1 MiB for the
+    /// step: `watch` appends one a run), or None when not even its head fits.
+    pub fn summary(&self, report: &Report, budget: usize) -> Option<String> {
         let head = summary_head(report);
+        // Room for the head and the note saying what was left out.
+        if head.len() + NOTE_ROOM > budget {
+            return None;
+        }
+        let json = report.to_json();
+        // A fence longer than any run of backticks in the JSON (a dbt message may hold some).
+        let longest = json.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
         let json = format!(
-            "\n<details><summary>The JSON report</summary>\n\n```json\n{}\n```\n\n</details>\n",
-            report.to_json()
+            "\n<details><summary>The JSON report</summary>\n\n{fence}json\n{json}\n{fence}\n\n</details>\n"
         );
         let rows = test_rows(report, self);
         let all: usize = rows.iter().map(String::len).sum();
-        if head.len() + all + json.len() <= SUMMARY_LIMIT {
-            return format!("{head}{}{json}", rows.concat());
+        if head.len() + all + json.len() <= budget {
+            return Some(format!("{head}{}{json}", rows.concat()));
         }
-        // Too big: the JSON report is left out, then the rows past what fits, room kept for the note.
+        // Too big: the JSON report is left out, then the rows past what fits.
         let mut out = head;
         let mut kept = 0;
         for row in &rows {
-            if out.len() + row.len() + 300 > SUMMARY_LIMIT {
+            if out.len() + row.len() + NOTE_ROOM > budget {
                 break;
             }
             out.push_str(row);
@@ -171,7 +187,7 @@ impl GitHub {
              the `report` output names the JSON report's file._\n",
             count((rows.len() - kept) as u64, "more row")
         );
-        out
+        Some(out)
     }
 
     /// The step outputs, in the multiline-safe `name<<DELIMITER` form.
@@ -239,9 +255,17 @@ fn append(path: &Path, text: &str, what: &str) {
 
 impl Sink for GitHub {
     fn report(&self, report: &Report) {
-        print_stderr(&self.annotations(report));
-        if let Some(summary) = &self.summary {
-            append(summary, &self.summary(report), "job summary");
+        print_workflow_commands(&self.annotations(report));
+        if let Some(path) = &self.summary {
+            let used = std::fs::metadata(path).map_or(0, |m| m.len());
+            let budget = SUMMARY_LIMIT.saturating_sub(usize::try_from(used).unwrap_or(usize::MAX));
+            match self.summary(report, budget) {
+                Some(text) => append(path, &text, "job summary"),
+                None => tracing::warn!(
+                    "the job summary is full (GitHub's 1 MiB a step): this run is in the log \
+                     and the report output"
+                ),
+            }
         }
         let file = self.write_report_file(report);
         if let Some(output) = &self.output {
@@ -424,7 +448,7 @@ mod tests {
             tests: (0..300).map(test).collect(),
             ..Report::default()
         };
-        let summary = GitHub::default().summary(&report);
+        let summary = GitHub::default().summary(&report, SUMMARY_LIMIT).unwrap();
         assert!(summary.len() <= SUMMARY_LIMIT, "{}", summary.len());
         assert!(summary.len() > SUMMARY_LIMIT - 20_000);
         assert!(summary.contains("more rows and the JSON report were left out"));
@@ -435,8 +459,34 @@ mod tests {
             tests: (0..3).map(test).collect(),
             ..Report::default()
         };
-        let summary = GitHub::default().summary(&small);
+        let summary = GitHub::default().summary(&small, SUMMARY_LIMIT).unwrap();
         assert!(summary.contains("<details>") && !summary.contains("left out"));
+        // What is left of the step's summary bounds the next one; nothing when the head does
+        // not fit.
+        let cut = GitHub::default().summary(&small, 20_000).unwrap();
+        assert!(cut.len() <= 20_000 && cut.contains("left out"));
+        assert_eq!(GitHub::default().summary(&small, 200), None);
+    }
+
+    #[test]
+    fn the_json_fence_outlasts_backticks_in_messages() {
+        let report = Report {
+            tests: vec![TestResult {
+                unique_id: "test.p.t".into(),
+                status: "error".into(),
+                level: Level::Failing,
+                failures: None,
+                message: Some("near ```` in the SQL".into()),
+                file: None,
+                entity: None,
+                seconds: None,
+                attached: false,
+            }],
+            ..Report::default()
+        };
+        let summary = GitHub::default().summary(&report, SUMMARY_LIMIT).unwrap();
+        assert!(summary.contains("\n`````json\n"), "{summary}");
+        assert!(summary.contains("\n`````\n\n</details>"));
     }
 
     #[test]

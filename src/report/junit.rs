@@ -87,6 +87,28 @@ impl Junit {
                 .chain(&report.passed)
                 .map(|t| self.case(t)),
         );
+        // Past the lists' caps the counts are still right; say how many cases are missing.
+        let listed = (report.tests.len() + report.passed.len()) as u64;
+        if let Some(missing) = report
+            .test_summary
+            .as_ref()
+            .map(|s| s.total.saturating_sub(listed))
+            .filter(|n| *n > 0)
+        {
+            suite.add_property(Property::new("tests_not_listed", missing.to_string()));
+        }
+        // A run that failed (no artifacts, Secoda refused, ...) must not read as a green suite.
+        if let Some(error) = report.error.as_ref().filter(|_| report.exit_code != 0) {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_type(format!("exit {}", report.exit_code));
+            status.set_message(error.message.as_str());
+            if let Some(hint) = &error.hint {
+                status.set_description(hint.as_str());
+            }
+            let mut case = TestCase::new("dbt-secoda", status);
+            case.set_classname("dbt-secoda");
+            suite.add_test_case(case);
+        }
         let mut junit = quick_junit::Report::new("dbt-secoda");
         junit.add_test_suite(suite);
         junit.to_string()

@@ -483,3 +483,30 @@ fn the_action_declares_the_documented_inputs_and_mirrors_the_step_outputs() {
         assert!(used, "input {input} reaches no step's env");
     }
 }
+
+#[test]
+fn an_empty_input_leaves_the_jobs_own_setting_in_force() {
+    // The job sets DBT_SECODA_FAIL_ON at its level; the fail-on input is left empty.
+    let sim = Simulator::start(&[]);
+    let releases = Releases::start();
+    let target = failing_build();
+    let target_dir = target.path().display().to_string();
+    let run = run_action(
+        &[
+            ("api-key", KEY),
+            ("integration-id", INTEGRATION),
+            ("api-url", &sim.url),
+            ("target-dir", &target_dir),
+            ("version", VERSION),
+            ("wait", "false"),
+        ],
+        &[
+            ("DBT_SECODA_RELEASES", &releases.url),
+            ("DBT_SECODA_FAIL_ON", "never"),
+        ],
+    );
+    let upload = run.step("upload");
+    assert_eq!(upload.code, Some(0), "{}", upload.stderr);
+    assert_eq!(run.outputs["exit-code"], "0");
+    assert_eq!(run.outputs["failing-count"], "4");
+}

@@ -25,16 +25,8 @@ pub const ON_WINDOWS: &str = "test.fernleaf.unique_dim_customers_email.0472f7c2e
 /// Windows. Edited as text: the files keep dbt's key order, `metadata` first.
 pub fn failing_build_with_hard_text() -> tempfile::TempDir {
     let dir = failing_build();
-    let edit = |name: &str, at: &str, from: &str, to: &str| {
-        let path = dir.path().join(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let start = text
-            .find(at)
-            .unwrap_or_else(|| panic!("{at} not in {name}"));
-        let offset = start + text[start..].find(from).unwrap();
-        let edited = format!("{}{to}{}", &text[..offset], &text[offset + from.len()..]);
-        std::fs::write(&path, edited).unwrap();
-    };
+    let edit =
+        |name: &str, at: &str, from: &str, to: &str| edit_text(dir.path(), name, at, from, to);
     let message =
         r#""message": "Runtime Error in test not_null_rpt_revenue_by_region_discount_total_cents"#;
     edit(
@@ -50,6 +42,18 @@ pub fn failing_build_with_hard_text() -> tempfile::TempDir {
         r#""original_file_path": "models\\marts\\_marts.yml""#,
     );
     dir
+}
+
+/// In `dir/name`, the first `from` at or after the first `at` becomes `to`.
+pub fn edit_text(dir: &Path, name: &str, at: &str, from: &str, to: &str) {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find(at)
+        .unwrap_or_else(|| panic!("{at} not in {name}"));
+    let offset = start + text[start..].find(from).unwrap();
+    let edited = format!("{}{to}{}", &text[..offset], &text[offset + from.len()..]);
+    std::fs::write(&path, edited).unwrap();
 }
 
 /// A runner's files for one step.
@@ -131,7 +135,8 @@ pub fn workflow_commands(stderr: &str) -> Vec<WorkflowCommand> {
     stderr
         .lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("::")?;
+            // The runner trims leading white space first (ActionCommand.TryParseV2).
+            let rest = line.trim_start().strip_prefix("::")?;
             let (head, data) = rest.split_once("::")?;
             let (command, props) = head.split_once(' ').unwrap_or((head, ""));
             let properties = props
@@ -295,12 +300,22 @@ fn on_a_runner_upload_annotates_summarises_and_sets_outputs() {
 fn on_a_runner_a_configuration_error_is_reported_too() {
     let runner = Runner::new();
     let target = failing_build();
+    let junit = runner.temp().join("dbt.xml");
     let mut cmd = bin();
     cmd.env("SECODA_API_KEY", KEY)
         .args(["upload", "--target-dir"])
-        .arg(target.path());
+        .arg(target.path())
+        .arg("--junit")
+        .arg(&junit);
     runner.env(&mut cmd);
     let out = expect_exit(&mut cmd, 2);
+    // The JUnit file says the run failed, not that no test did.
+    if let Some(read) = read_junit(&junit) {
+        let case = &read["suites"][0]["cases"][0];
+        assert_eq!(case["name"], "dbt-secoda");
+        assert_eq!(case["status"], "error");
+        assert_eq!(case["message"], "no dbt integration id was given");
+    }
     let outputs = runner.outputs();
     assert_eq!(outputs["exit-code"], "2");
     assert_eq!(outputs["uploaded"], "false");
@@ -456,4 +471,52 @@ fn watch_reports_each_pair_to_github_and_junit_too() {
         xml.contains(r#"<testsuite name="dbt build" tests="39""#),
         "{xml}"
     );
+}
+
+#[test]
+fn github_reporting_can_be_turned_off_on_a_runner() {
+    let runner = Runner::new();
+    let target = failing_build();
+    let mut cmd = dry_run(target.path());
+    cmd.arg("--github=false");
+    runner.env(&mut cmd);
+    let out = expect_exit(&mut cmd, 0);
+    let commands = workflow_commands(&stderr(&out));
+    assert!(
+        commands.iter().all(|c| c.command == "add-mask"),
+        "{commands:?}"
+    );
+    assert!(!runner.summary().exists() && !runner.output().exists());
+}
+
+#[test]
+fn text_from_dbt_cannot_forge_workflow_commands() {
+    // A test's message (databases quote values in errors) whose lines read as commands.
+    let sim = Simulator::start(&[]);
+    let target = failing_build();
+    edit_text(
+        target.path(),
+        "run_results.json",
+        r#""message": "Got 2 results, configured to fail if != 0""#,
+        r#""message": "Got 2 results"#,
+        r#""message": "Got 2 results\n  ::error file=README.md,title=forged::x\n::stop-commands::t"#,
+    );
+    let runner = Runner::new();
+    let mut cmd = sim.upload(target.path());
+    runner.env(&mut cmd);
+    let out = expect_exit(&mut cmd, 1);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        printed.contains("::error file=README.md,title=forged::x"),
+        "{printed}"
+    );
+    let commands = workflow_commands(&printed);
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.command != "stop-commands" && !c.properties.values().any(|v| v == "forged")),
+        "{printed}"
+    );
+    // dbt-secoda's own annotation carries the message, escaped, as data.
+    assert_eq!(commands.iter().filter(|c| c.command == "error").count(), 4);
 }
