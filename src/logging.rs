@@ -89,24 +89,23 @@ fn defang_lines(text: &str) -> String {
 
 /// Writes `text` to stdout, redacted (and defanged on a runner).
 pub fn print_stdout(text: &str) {
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(defang(redact(text)).as_bytes());
-    let _ = out.flush();
+    write_all(io::stdout().lock(), &defang(redact(text)));
 }
 
 /// Writes `text` to stderr, redacted (and defanged on a runner).
 pub fn print_stderr(text: &str) {
-    let mut err = io::stderr().lock();
-    let _ = err.write_all(defang(redact(text)).as_bytes());
-    let _ = err.flush();
+    write_all(io::stderr().lock(), &defang(redact(text)));
 }
 
 /// Writes workflow commands dbt-secoda made itself (their data escaped by the caller) to stderr,
 /// redacted but not defanged.
 pub fn print_workflow_commands(commands: &str) {
-    let mut err = io::stderr().lock();
-    let _ = err.write_all(redact(commands).as_bytes());
-    let _ = err.flush();
+    write_all(io::stderr().lock(), &redact(commands));
+}
+
+fn write_all(mut out: impl Write, text: &str) {
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// stderr behind redaction: each log event is one `write` call from tracing-subscriber.

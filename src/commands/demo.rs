@@ -14,7 +14,7 @@ use crate::config::{ApiKey, ApiRoot, ArtifactPaths, Connection, KeySource};
 use crate::exit::{self, ExitCode, Failure, OnApiError};
 use crate::pipeline::{FailOn, Job, Wait};
 use crate::report::{OutputFormat, print_failure};
-use crate::simulator::{DEFAULT_DBT_INTEGRATION, Naming, Options, Simulator};
+use crate::simulator::{DEFAULT_DBT_INTEGRATION, Options, Simulator};
 
 const MANIFEST: &[u8] = include_bytes!("../../demo/artifacts/build-with-failures/manifest.json");
 const RUN_RESULTS: &[u8] =
@@ -41,23 +41,12 @@ fn cannot_start(e: impl std::fmt::Display) -> Error {
 /// The simulator the demo talks to: its first trigger answers 409, its syncs take 1.5 s.
 fn options(api_key: String) -> Options {
     Options {
-        api_key,
-        dbt_integrations: vec![DEFAULT_DBT_INTEGRATION.into()],
-        sync: vec![Duration::from_millis(1500)],
-        naming: Naming::Node,
-        early_close: false,
-        max_body_bytes: None,
         conflicts: 1,
-        fail_requests: 0,
-        fail_status: 503,
-        fail_path: None,
-        fixed_answer: None,
-        upload_bytes_per_second: None,
-        rate_limit: None,
-        reset_uploads: 0,
-        latency: Duration::ZERO,
-        page_size: 50,
-        self_hosted_links: false,
+        ..Options::without_faults(
+            api_key,
+            DEFAULT_DBT_INTEGRATION,
+            Duration::from_millis(1500),
+        )
     }
 }
 

@@ -60,11 +60,7 @@ pub fn sinks(input: &Input, primary: Box<dyn Sink + Send + Sync>) -> Box<dyn Sin
             warnings_fail: input.options.fail_on == FailOn::Warn,
         }));
     }
-    if sinks.len() == 1 {
-        sinks.pop().unwrap_or_else(|| unreachable!("one sink"))
-    } else {
-        Box::new(Tee(sinks))
-    }
+    Box::new(Tee(sinks))
 }
 
 /// The client and the job for a pair, checked. On a GitHub runner the key is masked first, before

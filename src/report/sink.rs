@@ -120,8 +120,6 @@ impl Sink for JsonLines {
 /// The same events and report for several sinks, in order.
 pub struct Tee(pub Vec<Box<dyn Sink + Send + Sync>>);
 
-// Sink is Sync, so a Tee of them is too.
-
 impl Sink for Tee {
     fn event(&self, event: Event<'_>) {
         for sink in &self.0 {

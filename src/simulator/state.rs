@@ -46,6 +46,31 @@ pub struct Options {
     pub self_hosted_links: bool,
 }
 
+impl Options {
+    /// A simulator without faults: syncs of `sync`, no conflicts, entities named by node.
+    pub fn without_faults(api_key: String, dbt_integration: &str, sync: Duration) -> Options {
+        Options {
+            api_key,
+            dbt_integrations: vec![dbt_integration.into()],
+            sync: vec![sync],
+            naming: Naming::Node,
+            early_close: false,
+            max_body_bytes: None,
+            conflicts: 0,
+            fail_requests: 0,
+            fail_status: 503,
+            fail_path: None,
+            fixed_answer: None,
+            upload_bytes_per_second: None,
+            rate_limit: None,
+            reset_uploads: 0,
+            latency: Duration::ZERO,
+            page_size: 50,
+            self_hosted_links: false,
+        }
+    }
+}
+
 /// One accepted upload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Upload {
@@ -371,23 +396,9 @@ mod tests {
 
     fn options() -> Options {
         Options {
-            api_key: "k".repeat(8),
-            dbt_integrations: vec!["dbt-1".into()],
-            sync: vec![Duration::from_secs(2)],
-            naming: Naming::Node,
-            early_close: false,
-            max_body_bytes: None,
             conflicts: 1,
-            fail_requests: 0,
-            fail_status: 503,
-            fail_path: None,
-            fixed_answer: None,
-            upload_bytes_per_second: None,
             rate_limit: Some(2),
-            reset_uploads: 0,
-            latency: Duration::ZERO,
-            page_size: 50,
-            self_hosted_links: false,
+            ..Options::without_faults("k".repeat(8), "dbt-1", Duration::from_secs(2))
         }
     }
 
