@@ -63,6 +63,8 @@ pub struct Metadata {
     pub dbt_version: Option<String>,
     pub generated_at: Option<String>,
     pub invocation_id: Option<String>,
+    /// The dbt project's name (manifest.json, dbt 1.6 and later).
+    pub project_name: Option<String>,
 }
 
 impl Metadata {
@@ -91,6 +93,7 @@ enum Field {
     Version,
     GeneratedAt,
     InvocationId,
+    ProjectName,
 }
 
 /// Captures the metadata block's fields; notes whether `metadata` is the first top-level key.
@@ -122,6 +125,7 @@ impl Visitor for MetadataVisitor {
                     b"dbt_version" => Some(Field::Version),
                     b"generated_at" => Some(Field::GeneratedAt),
                     b"invocation_id" => Some(Field::InvocationId),
+                    b"project_name" => Some(Field::ProjectName),
                     _ => None,
                 };
                 self.pending.is_some()
@@ -138,6 +142,7 @@ impl Visitor for MetadataVisitor {
             Some(Field::Version) => m.dbt_version = value,
             Some(Field::GeneratedAt) => m.generated_at = value,
             Some(Field::InvocationId) => m.invocation_id = value,
+            Some(Field::ProjectName) => m.project_name = value,
             None => {}
         }
     }
@@ -199,10 +204,11 @@ mod tests {
 
     #[test]
     fn reads_the_block_and_the_kind() {
-        let doc = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json", "dbt_version": "1.12.6", "generated_at": "2026-11-28T07:10:58Z", "invocation_id": "87cd", "env": {"a": "b"}}, "results": ["#;
+        let doc = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json", "dbt_version": "1.12.6", "generated_at": "2026-11-28T07:10:58Z", "invocation_id": "87cd", "env": {"a": "b"}, "project_name": "fern\u006ceaf"}, "results": ["#;
         let Prefix::Found(m) = read(doc) else {
             panic!("not found")
         };
+        assert_eq!(m.project_name.as_deref(), Some("fernleaf"));
         assert_eq!(m.invocation_id.as_deref(), Some("87cd"));
         assert_eq!(m.dbt_version.as_deref(), Some("1.12.6"));
         assert_eq!(m.kind(), Some((Kind::RunResults, "v6".to_string())));

@@ -93,6 +93,8 @@ pub struct RunOutcome {
     pub command: Option<String>,
     /// `args.invocation_command`, e.g. `dbt build --select tag:nightly`.
     pub invocation_command: Option<String>,
+    /// `args.project_dir`: the dbt project folder, as dbt was given it.
+    pub project_dir: Option<String>,
     /// Test results (`test.*`, `unit_test.*`) by status.
     pub tests: BTreeMap<String, u64>,
     /// Other results (models, seeds, snapshots, ...) by status.
@@ -168,6 +170,7 @@ enum ResultField {
     Which,
     RpcMethod,
     InvocationCommand,
+    ProjectDir,
     Metadata,
     ExecutionTime,
 }
@@ -317,6 +320,7 @@ impl Visitor for RunResultsVisitor {
                     b"which" => Some(ResultField::Which),
                     b"rpc_method" => Some(ResultField::RpcMethod),
                     b"invocation_command" => Some(ResultField::InvocationCommand),
+                    b"project_dir" => Some(ResultField::ProjectDir),
                     _ => None,
                 };
                 self.pending.is_some()
@@ -351,6 +355,7 @@ impl Visitor for RunResultsVisitor {
             Some(ResultField::InvocationCommand) => {
                 self.outcome.invocation_command = Some(unescape(raw))
             }
+            Some(ResultField::ProjectDir) => self.outcome.project_dir = Some(unescape(raw)),
             Some(ResultField::Failures | ResultField::ExecutionTime) | None => {}
         }
     }
