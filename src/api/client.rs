@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::{Method, Response, header};
 
 use super::error::{ApiError, Endpoint, SetupError, error_detail, snippet};
+use super::pace::Pacer;
 use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after, retrying};
 use crate::config::{ApiRoot, Connection, KeySource};
 use crate::units::format_duration;
@@ -35,6 +36,8 @@ pub struct Client {
     /// reqwest's read timeout: that one runs from the moment a request is sent, so it would cut
     /// every upload longer than itself.
     stall: Duration,
+    /// Every write request of the process goes through it (Secoda's 30 a minute).
+    pacer: std::sync::Arc<Pacer>,
 }
 
 impl Client {
@@ -70,6 +73,7 @@ impl Client {
             retry: RetryPolicy::requests(connection.retry_timeout),
             max_attempts: connection.max_attempts.max(1),
             stall: connection.stall_timeout,
+            pacer: std::sync::Arc::new(Pacer::secoda(super::retry::scaled)),
         })
     }
 
@@ -90,6 +94,13 @@ impl Client {
 
     pub(crate) fn stall_timeout(&self) -> Duration {
         self.stall
+    }
+
+    /// Waits, when the method writes, until Secoda's rate limit lets it go.
+    pub(crate) async fn paced(&self, method: &Method) {
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            self.pacer.ready().await;
+        }
     }
 
     /// The policy for small requests (no body, or a small one).
@@ -203,6 +214,7 @@ impl Client {
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
         }
+        self.paced(&endpoint.method).await;
         tracing::debug!("{endpoint}");
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() && !e.is_connect() {

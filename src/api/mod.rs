@@ -10,9 +10,10 @@ pub mod dbt;
 mod error;
 pub mod integrations;
 pub mod multipart;
+pub mod pace;
 mod retry;
 
 pub use client::Client;
 pub use dbt::TriggerStats;
 pub use error::{ApiError, SetupError};
-pub use retry::Attempts;
+pub use retry::{Attempts, scaled};

@@ -191,7 +191,10 @@ impl Client {
                     },
                 }
             };
+            let pacer = self.clone();
             async move {
+                // Before the stall watchdog starts: waiting for the rate limit is not a stall.
+                pacer.paced(&reqwest::Method::POST).await;
                 tokio::select! {
                     result = send => result,
                     () = stalled(&progress, stall) => {

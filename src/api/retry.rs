@@ -72,7 +72,7 @@ impl RetryPolicy {
 
 /// `DBT_SECODA_RETRY_SCALE` (a factor, e.g. `0.01`) shrinks every wait for the test suite; it
 /// is not a user setting.
-fn scaled(d: Duration) -> Duration {
+pub fn scaled(d: Duration) -> Duration {
     let factor = std::env::var(crate::env_vars::RETRY_SCALE)
         .ok()
         .and_then(|s| s.parse::<f64>().ok());
