@@ -174,9 +174,9 @@ pub struct IntegrationArg {
 #[command(next_help_heading = "Artifacts")]
 pub struct ArtifactArgs {
     /// dbt's target folder, relative to --project-dir when that is given [default: target, or
-    /// target-path from dbt_project.yml]
-    #[arg(long, env = env::TARGET_PATH, hide_env_values = true, value_name = "DIR")]
-    pub target_dir: Option<PathBuf>,
+    /// target-path from dbt_project.yml]. watch takes it more than once.
+    #[arg(long, env = env::TARGET_PATH, hide_env_values = true, value_name = "DIR", action = clap::ArgAction::Append)]
+    pub target_dir: Vec<PathBuf>,
 
     /// The dbt project folder; its dbt_project.yml's target-path is honoured.
     #[arg(long, env = env::PROJECT_DIR, hide_env_values = true, value_name = "DIR")]
@@ -268,6 +268,17 @@ pub struct WatchArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Watching")]
 pub struct WatchOnlyArgs {
+    /// Also watch every folder that matches this glob, now or later (e.g. 'target/*' for
+    /// dagster-dbt's folder a run, '/tmp/cosmos-*/target'); repeatable, comma-separated in the
+    /// variable. Folders that disappear are no longer watched.
+    #[arg(long, env = env::TARGET_GLOB, hide_env_values = true, value_name = "PATTERN", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub target_glob: Vec<String>,
+
+    /// Send the runs of dbt project PROJECT (the manifest's metadata.project_name) to integration
+    /// ID; repeatable, comma-separated in the variable. Other projects go to --integration-id.
+    #[arg(long, env = env::INTEGRATION_FOR, hide_env_values = true, value_name = "PROJECT=ID", value_delimiter = ',', value_parser = project_route, action = clap::ArgAction::Append)]
+    pub integration_for: Vec<(String, Id)>,
+
     /// Exit after the first fresh pair is processed, with that upload's exit code.
     #[arg(long, env = env::ONCE, hide_env_values = true, value_parser = BoolishValueParser::new())]
     pub once: bool,
@@ -493,6 +504,10 @@ pub struct SimulatorArgs {
     #[arg(long, value_name = "PER_MINUTE")]
     pub rate_limit: Option<u32>,
 
+    /// The window --rate-limit counts in (Secoda's is a minute; tests shorten it).
+    #[arg(long, default_value = "60s", value_parser = positive_duration, value_name = "DURATION")]
+    pub rate_window: Duration,
+
     /// Fault: the first N uploads are cut off mid-body (the connection is dropped).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub reset_uploads: u32,
@@ -587,7 +602,8 @@ fn connection(args: &ConnectionArgs, leaf: &ArgMatches) -> ConnectionInput {
 
 fn artifacts(args: &ArtifactArgs) -> ArtifactInput {
     ArtifactInput {
-        target_dir: args.target_dir.clone(),
+        // A flag given twice takes its last value (watch takes them all).
+        target_dir: args.target_dir.last().cloned(),
         project_dir: args.project_dir.clone(),
         manifest: args.manifest.clone(),
         run_results: args.run_results.clone(),
@@ -622,6 +638,7 @@ fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
         upload_bytes_per_second: args.upload_bytes_per_second,
         fixed_answer: args.fixed_answer.clone(),
         rate_limit: args.rate_limit,
+        rate_window: args.rate_window,
         reset_uploads: args.reset_uploads,
         latency: Duration::from_millis(args.latency),
         page_size: args.page_size as usize,
@@ -697,8 +714,30 @@ fn upload_input(args: &UploadArgs, leaf: &ArgMatches, progress: bool) -> upload:
     }
 }
 
-fn watch_input(args: &WatchOnlyArgs) -> watch::WatchInput {
+/// `PROJECT=ID` of `--integration-for`.
+fn project_route(given: &str) -> Result<(String, Id), String> {
+    let (project, id) = given
+        .split_once('=')
+        .ok_or_else(|| format!("{given:?} is not PROJECT=ID"))?;
+    let project = project.trim();
+    if project.is_empty() {
+        return Err(format!("{given:?} names no project before '='"));
+    }
+    Ok((project.to_string(), id.trim().parse::<Id>()?))
+}
+
+fn watch_input(args: &WatchArgs) -> watch::WatchInput {
+    let target_dirs = args.upload.artifacts.target_dir.clone();
+    let args = &args.watch;
     watch::WatchInput {
+        target_dirs,
+        globs: args
+            .target_glob
+            .iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect(),
+        routes: args.integration_for.clone(),
         once: args.once,
         debounce: args.debounce,
         state_file: args.state_file.clone(),
@@ -721,7 +760,7 @@ async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCo
         Command::Watch(args) => {
             watch::run(
                 upload_input(&args.upload, leaf, progress),
-                watch_input(&args.watch),
+                watch_input(&args),
             )
             .await
         }

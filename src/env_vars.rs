@@ -37,6 +37,8 @@ pub const GITHUB: &str = "DBT_SECODA_GITHUB";
 pub const JUNIT: &str = "DBT_SECODA_JUNIT";
 
 // Watching.
+pub const TARGET_GLOB: &str = "DBT_SECODA_TARGET_GLOB";
+pub const INTEGRATION_FOR: &str = "DBT_SECODA_INTEGRATION_FOR";
 pub const ONCE: &str = "DBT_SECODA_ONCE";
 pub const DEBOUNCE: &str = "DBT_SECODA_DEBOUNCE";
 pub const STATE_FILE: &str = "DBT_SECODA_STATE_FILE";
@@ -84,6 +86,8 @@ pub const USER_FACING: &[&str] = &[
     DRY_RUN,
     GITHUB,
     JUNIT,
+    TARGET_GLOB,
+    INTEGRATION_FOR,
     ONCE,
     DEBOUNCE,
     STATE_FILE,

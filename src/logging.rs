@@ -149,8 +149,11 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
             (false, 2) => "debug",
             (false, _) => "trace",
         };
-        let filter = EnvFilter::try_from_env(crate::env_vars::RUST_LOG)
-            .unwrap_or_else(|_| EnvFilter::new(format!("{theirs},dbt_secoda={ours}")));
+        // notify logs every inotify event it reads at trace: with -vvv and the log written beside
+        // a watched folder, each log line would be an event, logged again, without end.
+        let filter = EnvFilter::try_from_env(crate::env_vars::RUST_LOG).unwrap_or_else(|_| {
+            EnvFilter::new(format!("{theirs},notify=error,dbt_secoda={ours}"))
+        });
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(RedactingStderrMaker)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Error, connect, run_pipeline, sink_for};
 use crate::api::Client;
-use crate::config::{ArtifactInput, ConfigError, ConnectionInput, Id};
+use crate::config::{ArtifactInput, ArtifactPaths, ConfigError, ConnectionInput, Id};
 use crate::exit::{ExitCode, OnApiError};
 use crate::pipeline::{FailOn, Job, Wait, gate};
 use std::path::PathBuf;
@@ -63,23 +63,13 @@ pub fn sinks(input: &Input, primary: Box<dyn Sink + Send + Sync>) -> Box<dyn Sin
     Box::new(Tee(sinks))
 }
 
-/// The client and the job for a pair, checked. On a GitHub runner the key is masked first, before
-/// anything else is printed.
-pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
-    let Input {
-        connection,
-        integration,
-        artifacts,
-        options,
-        ..
-    } = input;
-    let (client, resolved, warnings) = connect(connection)?;
+/// The client, and the checks every pipeline needs before anything is sent. On a GitHub runner
+/// the key is masked first, before anything else is printed. Returns the connection's warnings.
+pub fn prepare_client(input: &Input) -> Result<(Client, Vec<String>), Error> {
+    let (client, resolved, warnings) = connect(&input.connection)?;
     if on_github_runner() {
         github::mask(&resolved.key);
     }
-    let integration = (*integration)
-        .clone()
-        .ok_or(ConfigError::MissingIntegration)?;
     // Found out before anything is sent, not after the upload a CI job wanted reported.
     if let Some(path) = &input.junit {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
@@ -87,7 +77,7 @@ pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
             return Err(ConfigError::JunitFolder { path: path.clone() }.into());
         }
     }
-    if let Some(wait) = options.wait
+    if let Some(wait) = input.options.wait
         && wait.timeout < wait.poll_interval * 2
     {
         return Err(ConfigError::WaitTooShort {
@@ -96,8 +86,13 @@ pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
         }
         .into());
     }
-    let paths = artifacts.resolve()?;
-    let job = Job {
+    Ok((client, warnings))
+}
+
+/// The job for one pair: which integration, which files, and how.
+pub fn job(input: &Input, integration: Id, paths: ArtifactPaths, warnings: Vec<String>) -> Job {
+    let options = &input.options;
+    Job {
         integration,
         paths,
         fail_on: options.fail_on,
@@ -108,8 +103,18 @@ pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
         warnings,
         origin: None,
         keep_passed: input.junit.is_some(),
-    };
-    Ok((client, job))
+    }
+}
+
+/// The client and the job for a pair, checked.
+pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
+    let (client, warnings) = prepare_client(input)?;
+    let integration = input
+        .integration
+        .clone()
+        .ok_or(ConfigError::MissingIntegration)?;
+    let paths = input.artifacts.resolve()?;
+    Ok((client, job(input, integration, paths, warnings)))
 }
 
 /// The report of a run that could not start, with the error that stopped it.

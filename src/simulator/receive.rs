@@ -219,6 +219,7 @@ pub(super) async fn upload_artifacts(
         }
         form.push(&data).await;
     }
+    let last_byte_unix = unix_now();
     shared.state().received(&path, received);
     if form.malformed || !form.parser.is_done() {
         form.end_part().await;
@@ -260,6 +261,7 @@ pub(super) async fn upload_artifacts(
         answer: naming::answer(naming, rr, m),
         received_at: state::iso8601(SystemTime::now()),
         first_byte_unix: first_byte_unix.unwrap_or_else(unix_now),
+        last_byte_unix,
         content_length: Some(declared),
         user_agent,
         parts: form.parts,

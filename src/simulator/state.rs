@@ -39,6 +39,7 @@ pub struct Options {
     /// Uploads are read no faster than this (a slow link).
     pub upload_bytes_per_second: Option<u64>,
     pub rate_limit: Option<u32>,
+    pub rate_window: Duration,
     pub reset_uploads: u32,
     pub latency: Duration,
     pub page_size: usize,
@@ -63,6 +64,7 @@ impl Options {
             fixed_answer: None,
             upload_bytes_per_second: None,
             rate_limit: None,
+            rate_window: Duration::from_secs(60),
             reset_uploads: 0,
             latency: Duration::ZERO,
             page_size: 50,
@@ -87,6 +89,8 @@ pub struct Upload {
     pub received_at: String,
     /// When the first byte of the body arrived, in seconds since 1970 (for latency figures).
     pub first_byte_unix: f64,
+    /// When its body's last byte arrived, in seconds since 1970.
+    pub last_byte_unix: f64,
     /// The request's Content-Length (None: chunked) and User-Agent.
     pub content_length: Option<u64>,
     pub user_agent: Option<String>,
@@ -259,7 +263,7 @@ impl State {
     /// For a write: None if allowed, else the seconds until one is (429 Retry-After).
     pub fn throttle(&mut self, now: Instant) -> Option<u64> {
         let limit = self.options.rate_limit? as usize;
-        let window = Duration::from_secs(60);
+        let window = self.options.rate_window;
         while self
             .writes
             .front()
@@ -414,6 +418,7 @@ mod tests {
             answer,
             received_at: String::new(),
             first_byte_unix: 0.0,
+            last_byte_unix: 0.0,
             content_length: None,
             user_agent: None,
             parts: Vec::new(),

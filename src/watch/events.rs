@@ -1,44 +1,58 @@
-//! File-system events as hints: a change near the artifacts makes the watch loop scan now
-//! instead of at its next interval. Events are never trusted for what they say (inotify merges
-//! and drops them, network file systems send none): the scan decides.
+//! File-system events as hints: a change to a folder's artifacts makes the shell look at that
+//! folder now instead of at the next scan. Events are never trusted for what they say (inotify
+//! merges and drops them, network file systems send none): the look decides.
 //!
-//! The folders holding the two files are watched non-recursively (dbt's `compiled/` and `run/`
-//! make hundreds of events a build), and so are their parents, to see a target folder created
-//! or deleted (`dbt clean`); a folder that comes back is watched again.
+//! Watched, each non-recursively (dbt's `compiled/` and `run/` make hundreds of events a build):
+//! every target folder, the folder above it (to see it made or removed by `dbt clean`), and the
+//! fixed part of every `--target-glob` (to see new folders sooner than the next survey). An event
+//! about any other name (a log file written beside the target folder, dbt's other artifacts) is
+//! dropped in the callback, before anything is logged or sent; so is notify's own chatter (see
+//! `logging`). Attaching and detaching watches touches the file system: the shell calls
+//! [`Events::refresh`] from a blocking thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use notify::event::{CreateKind, ModifyKind, RemoveKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
 use crate::config::ArtifactPaths;
 
-/// The watcher and the hints it sends.
+/// What an event hints at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Look at this target folder.
+    Folder(PathBuf),
+    /// Survey again: a folder appeared or vanished under a glob, or events were lost.
+    Survey,
+}
+
+/// Which paths matter, shared with the callback.
+#[derive(Debug, Default)]
+struct Routes {
+    /// Artifact file → its target folder.
+    files: HashMap<PathBuf, PathBuf>,
+    /// Target folders (made or removed).
+    folders: BTreeSet<PathBuf>,
+    /// Folders whose new or removed subfolders matter (glob bases).
+    bases: BTreeSet<PathBuf>,
+}
+
+/// The watcher and its watches.
 pub struct Events {
     watcher: RecommendedWatcher,
-    /// Folders to watch, and whether each is being watched now.
-    folders: Vec<(PathBuf, bool)>,
-    pub hints: mpsc::UnboundedReceiver<()>,
+    routes: Arc<Mutex<Routes>>,
+    /// Folders watched now.
+    watched: BTreeSet<PathBuf>,
 }
 
-/// The folders whose changes matter: those holding the files, and their parents.
-fn folders(paths: &ArtifactPaths) -> Vec<PathBuf> {
-    let mut set = BTreeSet::new();
-    for file in [&paths.manifest, &paths.run_results] {
-        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.clone());
-        if let Some(dir) = absolute.parent() {
-            set.insert(dir.to_path_buf());
-            if let Some(up) = dir.parent() {
-                set.insert(up.to_path_buf());
-            }
-        }
-    }
-    set.into_iter().collect()
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Whether an event can mean a file changed: not a mere open or read (our own scans and copies
-/// read the folder and the files, and must not wake the loop again).
+/// Whether an event can mean something was written, made, removed or renamed: not a mere open
+/// or read (the watcher's own looks and copies read the files and must not wake it again).
 fn writes(kind: &EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode};
     match kind {
@@ -48,77 +62,160 @@ fn writes(kind: &EventKind) -> bool {
     }
 }
 
-fn names(paths: &ArtifactPaths) -> Vec<std::ffi::OsString> {
-    [&paths.manifest, &paths.run_results]
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
-        .collect()
+/// Whether an event in a glob base is a folder made, removed or renamed.
+fn folder_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(CreateKind::Folder | CreateKind::Any)
+            | EventKind::Remove(RemoveKind::Folder | RemoveKind::Any)
+            | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
+
+fn route(routes: &Routes, event: &Event) -> Vec<Hint> {
+    let mut hints = Vec::new();
+    if !writes(&event.kind) {
+        return hints;
+    }
+    for path in &event.paths {
+        if let Some(folder) = routes.files.get(path) {
+            hints.push(Hint::Folder(folder.clone()));
+        } else if routes.folders.contains(path) {
+            hints.push(Hint::Folder(path.clone()));
+        } else if folder_change(&event.kind)
+            && path.parent().is_some_and(|p| routes.bases.contains(p))
+        {
+            hints.push(Hint::Survey);
+        }
+    }
+    hints
 }
 
 impl Events {
-    /// Starts watching; an error means this platform or mount gives no events (use polling).
-    pub fn start(paths: &ArtifactPaths) -> notify::Result<Events> {
-        let (tx, hints) = mpsc::unbounded_channel();
-        let files = names(paths);
-        let dirs = folders(paths);
-        let watched_dirs = dirs.clone();
+    /// Starts the watcher; `send` gets every hint (from notify's thread). An error means this
+    /// platform or mount gives no events (the scan alone then).
+    pub fn start(send: impl Fn(Hint) + Send + 'static) -> notify::Result<Events> {
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let shared = Arc::clone(&routes);
         let watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-            let relevant = match &event {
-                // An error or an overflow (events lost): scan to be sure.
-                Err(_) => true,
-                Ok(event) => {
-                    event.need_rescan()
-                        || writes(&event.kind)
-                            && event.paths.iter().any(|p| {
-                                p.file_name().is_some_and(|n| files.iter().any(|f| f == n))
-                                    || watched_dirs.iter().any(|d| d == p)
-                            })
-                }
+            let hints = match &event {
+                Err(_) => vec![Hint::Survey],
+                Ok(event) if event.need_rescan() => vec![Hint::Survey],
+                Ok(event) => match shared.lock() {
+                    Ok(routes) => route(&routes, event),
+                    Err(_) => Vec::new(),
+                },
             };
-            if relevant {
-                let _ = tx.send(());
+            for hint in hints {
+                send(hint);
             }
         })?;
-        let mut events = Events {
+        Ok(Events {
             watcher,
-            folders: dirs.into_iter().map(|d| (d, false)).collect(),
-            hints,
-        };
-        events.refresh();
-        Ok(events)
+            routes,
+            watched: BTreeSet::new(),
+        })
     }
 
-    /// Watches the folders that exist and are not watched yet, and forgets those that are gone
-    /// (a deleted folder's watch dies with it). Returns true when a folder came (back): the
-    /// caller rescans, since a file written right after the folder was made can be missed.
-    pub fn refresh(&mut self) -> bool {
-        let mut attached = false;
-        for (dir, watched) in &mut self.folders {
-            let exists = dir.is_dir();
-            if exists && !*watched {
-                let _ = self.watcher.unwatch(dir);
-                match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    Ok(()) => {
-                        *watched = true;
-                        attached = true;
-                        tracing::debug!("watching {}", dir.display());
-                    }
-                    Err(e) => tracing::debug!("cannot watch {}: {e}", dir.display()),
+    /// Watches what `folders` and `bases` need and forgets what they no longer do. Returns the
+    /// folders newly attached: a file written right after its folder was made can be missed,
+    /// so the shell looks at them. Touches the file system: call it from a blocking thread.
+    pub fn refresh(&mut self, folders: &[ArtifactPaths], bases: &[PathBuf]) -> Vec<PathBuf> {
+        let mut routes = Routes::default();
+        let mut wanted: BTreeMap<PathBuf, Option<PathBuf>> = BTreeMap::new();
+        for paths in folders {
+            let folder = absolute(&paths.target_dir);
+            for file in [&paths.manifest, &paths.run_results] {
+                let file = absolute(file);
+                if let Some(dir) = file.parent() {
+                    wanted.insert(dir.to_path_buf(), Some(folder.clone()));
                 }
-            } else if !exists && *watched {
-                *watched = false;
+                routes.files.insert(file, folder.clone());
+            }
+            if let Some(up) = folder.parent() {
+                wanted.entry(up.to_path_buf()).or_insert(None);
+            }
+            routes.folders.insert(folder);
+        }
+        for base in bases {
+            let base = absolute(base);
+            wanted.entry(base.clone()).or_insert(None);
+            routes.bases.insert(base);
+        }
+        if let Ok(mut shared) = self.routes.lock() {
+            *shared = routes;
+        }
+        let mut attached = Vec::new();
+        for (dir, folder) in &wanted {
+            let exists = dir.is_dir();
+            let watched = self.watched.contains(dir);
+            if exists && !watched {
+                if self.watcher.watch(dir, RecursiveMode::NonRecursive).is_ok() {
+                    self.watched.insert(dir.clone());
+                    if let Some(folder) = folder {
+                        attached.push(folder.clone());
+                    }
+                }
+            } else if !exists && watched {
+                // A removed folder's watch died with it.
+                self.watched.remove(dir);
                 let _ = self.watcher.unwatch(dir);
             }
         }
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|d| !wanted.contains_key(*d))
+            .cloned()
+            .collect();
+        for dir in stale {
+            let _ = self.watcher.unwatch(&dir);
+            self.watched.remove(&dir);
+        }
         attached
     }
+}
 
-    /// The folders watched now, for logs.
-    pub fn watched(&self) -> Vec<&Path> {
-        self.folders
-            .iter()
-            .filter(|(_, w)| *w)
-            .map(|(d, _)| d.as_path())
-            .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, DataChange};
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_the_artifacts_their_folders_and_new_folders_under_a_glob_are_hints() {
+        let mut routes = Routes::default();
+        routes
+            .files
+            .insert("/p/target/run_results.json".into(), "/p/target".into());
+        routes.folders.insert("/p/target".into());
+        routes.bases.insert("/runs".into());
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert_eq!(
+            route(&routes, &event(write, "/p/target/run_results.json")),
+            vec![Hint::Folder("/p/target".into())]
+        );
+        // A log file beside the target folder, or dbt's other files: nothing.
+        assert!(route(&routes, &event(write, "/p/watch.log")).is_empty());
+        assert!(route(&routes, &event(write, "/p/target/graph.gpickle")).is_empty());
+        // Our own reads: nothing.
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert!(route(&routes, &event(read, "/p/target/run_results.json")).is_empty());
+        // The target folder removed (dbt clean) or made.
+        let removed = EventKind::Remove(RemoveKind::Folder);
+        assert_eq!(
+            route(&routes, &event(removed, "/p/target")),
+            vec![Hint::Folder("/p/target".into())]
+        );
+        // A new folder under a glob base: survey; a file written there: nothing.
+        let made = EventKind::Create(CreateKind::Folder);
+        assert_eq!(
+            route(&routes, &event(made, "/runs/b-2")),
+            vec![Hint::Survey]
+        );
+        assert!(route(&routes, &event(write, "/runs/notes.txt")).is_empty());
     }
 }

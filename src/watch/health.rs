@@ -1,13 +1,14 @@
 //! What a watcher says about itself over HTTP (`--health-listen`): `/healthz` (the process is
-//! alive), `/readyz` (it is watching: the folder is readable and the last scan is recent) and
-//! `/metrics` in the Prometheus text format.
+//! alive: its one async thread answers), `/readyz` (it watches what it was asked to, with a key Secoda
+//! accepted) and `/metrics` in the Prometheus text format.
 //!
-//! The counters live here and the watch loop updates them; nothing here decides anything about
-//! pairs.
+//! The shell updates the [`Readiness`] and the [`Metrics`]; answering reads them and touches no
+//! file, so a target on a hung mount never stalls an answer. Nothing here decides anything
+//! about pairs.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -20,16 +21,23 @@ use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-/// The watcher's counters.
+/// The watcher's counters. Per-pair counters carry the dbt project's name as `project` (a label
+/// whose values stay few, unlike folders, which dagster-dbt makes one a run).
 pub struct Metrics {
     registry: Registry,
     pub scans: IntCounter,
-    pub pairs_seen: IntCounter,
+    pub hints: IntCounter,
+    pub folders: IntGauge,
+    pub pairs_seen: IntCounterVec,
     pub skipped: IntCounterVec,
     pub uploads: IntCounterVec,
+    pub snapshots: IntCounterVec,
     pub last_success: Gauge,
     pub last_exit_code: IntGauge,
     pub pending: IntGauge,
+    pub retrying: IntGauge,
+    pub secoda_up: IntGauge,
+    pub state_write_errors: IntCounter,
 }
 
 /// A metric definition that is fixed in the code: building it cannot fail at run time.
@@ -41,60 +49,91 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = defined(Registry::new_custom(Some("dbt_secoda_watch".into()), None));
         let opts = |name: &str, help: &str| Opts::new(name, help);
-        let add = |metric: Box<dyn prometheus::core::Collector>| {
-            defined(registry.register(metric));
+        let counter = |name: &str, help: &str| {
+            let c = defined(IntCounter::with_opts(opts(name, help)));
+            defined(registry.register(Box::new(c.clone())));
+            c
         };
-        let scans = defined(IntCounter::with_opts(opts(
-            "scans_total",
-            "Scans of the target folder.",
-        )));
-        let pairs_seen = defined(IntCounter::with_opts(opts(
+        let gauge = |name: &str, help: &str| {
+            let g = defined(IntGauge::with_opts(opts(name, help)));
+            defined(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            let c = defined(IntCounterVec::new(opts(name, help), labels));
+            defined(registry.register(Box::new(c.clone())));
+            c
+        };
+        let scans = counter("scans_total", "Looks at a target folder's two files.");
+        let hints = counter(
+            "hints_total",
+            "File-system events about the artifacts or their folders (each makes a look come sooner).",
+        );
+        let folders = gauge("folders", "Target folders watched.");
+        let pairs_seen = counters(
             "pairs_seen_total",
-            "Fresh complete pairs of manifest.json and run_results.json detected.",
-        )));
-        let skipped = defined(IntCounterVec::new(
-            opts(
-                "pairs_skipped_total",
-                "Fresh pairs not uploaded, by reason (command: not in --commands; older: older than the last processed).",
-            ),
-            &["reason"],
-        ));
-        let uploads = defined(IntCounterVec::new(
-            opts(
-                "uploads_total",
-                "Pairs processed, by result (ok: uploaded and the sync triggered) and exit code.",
-            ),
-            &["result", "exit_code"],
-        ));
+            "Fresh complete pairs of manifest.json and run_results.json copied for upload, by project.",
+            &["project"],
+        );
+        let skipped = counters(
+            "pairs_skipped_total",
+            "Fresh pairs not uploaded, by project and reason (command: not in --commands; older: \
+             older than the newest processed; no-integration: no integration for the project).",
+            &["project", "reason"],
+        );
+        let uploads = counters(
+            "uploads_total",
+            "Pairs processed, by project, result (ok: uploaded and the sync triggered) and exit code.",
+            &["project", "result", "exit_code"],
+        );
+        let snapshots = counters(
+            "snapshots_total",
+            "Copies of a pair, by result (taken; changed: a file changed while copied; invalid: \
+             held still but not a complete pair; failed: could not be written).",
+            &["result"],
+        );
         let last_success = defined(Gauge::with_opts(opts(
             "last_success_timestamp_seconds",
             "When a pair was last uploaded and its sync triggered, in seconds since 1970.",
         )));
-        let last_exit_code = defined(IntGauge::with_opts(opts(
+        defined(registry.register(Box::new(last_success.clone())));
+        let last_exit_code = gauge(
             "last_exit_code",
             "The exit code of the last processed pair (-1 before the first).",
-        )));
-        let pending = defined(IntGauge::with_opts(opts(
+        );
+        let pending = gauge(
             "pending_pairs",
-            "Fresh pairs waiting for the upload in flight to finish (0 or 1: the latest wins).",
-        )));
-        add(Box::new(scans.clone()));
-        add(Box::new(pairs_seen.clone()));
-        add(Box::new(skipped.clone()));
-        add(Box::new(uploads.clone()));
-        add(Box::new(last_success.clone()));
-        add(Box::new(last_exit_code.clone()));
-        add(Box::new(pending.clone()));
+            "Copies waiting for an upload in flight to their integration (one a folder: the latest wins).",
+        );
+        let retrying = gauge(
+            "retrying_pairs",
+            "Pairs waiting to be tried again because Secoda was unavailable.",
+        );
+        let secoda_up = gauge(
+            "secoda_up",
+            "1 when the last request to Secoda was answered, 0 when Secoda was unavailable, -1 before any.",
+        );
+        let state_write_errors = counter(
+            "state_write_errors_total",
+            "Failed writes of the state file (after a restart, those runs may be uploaded again).",
+        );
         last_exit_code.set(-1);
+        secoda_up.set(-1);
         Metrics {
             registry,
             scans,
+            hints,
+            folders,
             pairs_seen,
             skipped,
             uploads,
+            snapshots,
             last_success,
             last_exit_code,
             pending,
+            retrying,
+            secoda_up,
+            state_write_errors,
         }
     }
 
@@ -105,10 +144,10 @@ impl Metrics {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    pub fn finished(&self, uploaded: bool, code: u8) {
+    pub fn finished(&self, project: &str, uploaded: bool, code: u8) {
         let result = if uploaded { "ok" } else { "failed" };
         self.uploads
-            .with_label_values(&[result, &code.to_string()])
+            .with_label_values(&[project, result, &code.to_string()])
             .inc();
         self.last_exit_code.set(i64::from(code));
         if uploaded {
@@ -120,11 +159,34 @@ impl Metrics {
     }
 }
 
+/// Whether an integration was proven at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    Checking,
+    Proven,
+    /// Secoda did not answer: not a reason to hold dbt back; pairs are tried when it answers.
+    Unavailable,
+    Refused(String),
+}
+
+/// What `/readyz` is made of.
+#[derive(Debug, Default)]
+struct State {
+    /// Static folders, and whether a look at each has returned (and what it found, if bad).
+    folders: BTreeMap<String, Option<Result<(), String>>>,
+    surveyed: bool,
+    integrations: BTreeMap<String, Proof>,
+    /// Looks in flight, since when.
+    looking: BTreeMap<String, Instant>,
+    last_turn: Option<Instant>,
+    state_error: Option<String>,
+}
+
 /// Liveness, readiness and metrics of one watcher.
 pub struct Health {
     pub metrics: Metrics,
-    last_scan: Mutex<Option<(Instant, Result<(), String>)>>,
-    /// A scan older than this makes the watcher not ready.
+    state: Mutex<State>,
+    /// A loop turn or a look older than this makes the watcher not ready.
     stale_after: Duration,
 }
 
@@ -132,29 +194,119 @@ impl Health {
     pub fn new(scan_interval: Duration) -> Health {
         Health {
             metrics: Metrics::new(),
-            last_scan: Mutex::new(None),
+            state: Mutex::new(State::default()),
             stale_after: (scan_interval * 3).max(Duration::from_secs(5)),
         }
     }
 
-    /// Records a scan and whether the folder could be read.
-    pub fn scanned(&self, readable: Result<(), String>) {
-        self.metrics.scans.inc();
-        if let Ok(mut last) = self.last_scan.lock() {
-            *last = Some((Instant::now(), readable));
+    fn with(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut state) = self.state.lock() {
+            f(&mut state);
         }
     }
 
+    /// The folders given by name, each to be looked at before the watcher is ready.
+    pub fn expect_folders(&self, folders: impl IntoIterator<Item = String>) {
+        self.with(|s| {
+            for f in folders {
+                s.folders.insert(f, None);
+            }
+        });
+    }
+
+    pub fn expect_integrations(&self, ids: impl IntoIterator<Item = String>) {
+        self.with(|s| {
+            for id in ids {
+                s.integrations.insert(id, Proof::Checking);
+            }
+        });
+    }
+
+    pub fn proof(&self, integration: &str, proof: Proof) {
+        self.with(|s| {
+            s.integrations.insert(integration.to_string(), proof);
+        });
+    }
+
+    pub fn turned(&self) {
+        self.with(|s| s.last_turn = Some(Instant::now()));
+    }
+
+    pub fn surveyed(&self) {
+        self.with(|s| s.surveyed = true);
+    }
+
+    pub fn look_started(&self, folder: &str) {
+        self.metrics.scans.inc();
+        self.with(|s| {
+            s.looking
+                .entry(folder.to_string())
+                .or_insert_with(Instant::now);
+        });
+    }
+
+    /// A look returned; `problem` is why the folder cannot be watched, if it cannot.
+    pub fn look_returned(&self, folder: &str, problem: Option<String>) {
+        self.with(|s| {
+            s.looking.remove(folder);
+            if let Some(slot) = s.folders.get_mut(folder) {
+                *slot = Some(problem.map_or(Ok(()), Err));
+            }
+        });
+    }
+
+    pub fn state_written(&self, error: Option<String>) {
+        if error.is_some() {
+            self.metrics.state_write_errors.inc();
+        }
+        self.with(|s| s.state_error = error);
+    }
+
     fn ready(&self) -> Result<(), String> {
-        let last = self.last_scan.lock().map_err(|_| "poisoned".to_string())?;
-        match &*last {
-            None => Err("no scan yet".into()),
-            Some((when, _)) if when.elapsed() > self.stale_after => Err(format!(
-                "the last scan was {} s ago",
-                when.elapsed().as_secs()
-            )),
-            Some((_, Err(why))) => Err(why.clone()),
-            Some((_, Ok(()))) => Ok(()),
+        let s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        let mut why = Vec::new();
+        match s.last_turn {
+            None => why.push("not started".to_string()),
+            Some(t) if t.elapsed() > self.stale_after => {
+                why.push(format!(
+                    "the watch loop last turned {} s ago",
+                    t.elapsed().as_secs()
+                ));
+            }
+            Some(_) => {}
+        }
+        if !s.surveyed {
+            why.push("the target folders are not surveyed yet".into());
+        }
+        for (folder, state) in &s.folders {
+            match state {
+                None => why.push(format!("{folder} not looked at yet")),
+                Some(Err(problem)) => why.push(problem.clone()),
+                Some(Ok(())) => {}
+            }
+        }
+        for (folder, since) in &s.looking {
+            if since.elapsed() > self.stale_after {
+                why.push(format!(
+                    "reading {folder} has not returned for {} s (a hung mount?)",
+                    since.elapsed().as_secs()
+                ));
+            }
+        }
+        for (id, proof) in &s.integrations {
+            match proof {
+                Proof::Checking => why.push(format!("proving the key with integration {id}")),
+                Proof::Refused(reason) => why.push(format!("integration {id}: {reason}")),
+                Proof::Proven | Proof::Unavailable => {}
+            }
+        }
+        if let Some(error) = &s.state_error {
+            why.push(format!("the state file cannot be written: {error}"));
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join("; "))
         }
     }
 }
@@ -176,7 +328,7 @@ fn answer(health: &Health, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
+                crate::logging::redact(&format!("not ready: {why}\n")),
                 PLAIN,
             ),
         },
@@ -199,8 +351,13 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors, say: wait before the next accept, do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let health = Arc::clone(&health);
             tokio::spawn(async move {

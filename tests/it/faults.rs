@@ -492,7 +492,6 @@ fn a_body_size_limit_is_learnt_with_one_upload_and_a_few_mib() {
     let started = Instant::now();
     let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 4);
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert_stderr_contains(&output, "413");
     assert_stderr_contains(&output, "client_max_body_size");
     let state = sim.state();
