@@ -669,7 +669,9 @@ impl Board {
             }
             f.looked = Some(Looked {
                 stamp,
-                wall: now.wall,
+                // When the files were read: a write after it, within the same tick of a coarse
+                // clock and at the same size, leaves the stamps unchanged (model seed 24561).
+                wall: observed.at,
                 settled: observed.settled,
                 seen,
             });
@@ -1493,5 +1495,163 @@ mod tests {
             } if p == "other"
         )));
         assert!(out.iter().any(|c| matches!(c, Command::Discard { .. })));
+    }
+
+    /// Looks at `key` (its look returns `look` at `st`), then lets the debounce pass and looks
+    /// again: the commands of the second look.
+    fn held_still(
+        board: &mut Board,
+        clock: &mut Clock,
+        key: &PathBuf,
+        st: PairStamp,
+        look: Look,
+    ) -> Vec<Command> {
+        board.hint(key, clock.now());
+        board.looked(key, observed_at(st, look.clone(), clock.wall), clock.now());
+        clock.pass(Duration::from_millis(300));
+        board.wake(clock.now());
+        board.looked(key, observed_at(st, look, clock.wall), clock.now())
+    }
+
+    fn observed_at(stamp: PairStamp, look: Look, at: SystemTime) -> Observed {
+        Observed {
+            at,
+            ..observed(stamp, look)
+        }
+    }
+
+    fn uploads(out: &[Command]) -> Vec<String> {
+        out.iter()
+            .filter_map(|c| match c {
+                Command::Upload { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_among_the_state_files_earlier_ids_is_not_uploaded_again() {
+        // Model seed 1307: a cache restore of a run processed before the last one.
+        let mut clock = Clock::new();
+        let mut board = Board::new(settings());
+        let key = PathBuf::from("/t");
+        board.add(key.clone(), None, &["old".to_string()]);
+        let st = stamp(10, clock.wall);
+        let out = held_still(
+            &mut board,
+            &mut clock,
+            &key,
+            st,
+            pair("old", "2027-01-15T08:00:00Z"),
+        );
+        assert!(!has_copy(&out), "{out:?}");
+    }
+
+    #[test]
+    fn a_retried_run_keeps_its_standing_until_it_leaves_or_a_newer_one_goes() {
+        let mut clock = Clock::new();
+        let mut board = Board::new(settings());
+        let key = PathBuf::from("/t");
+        board.add(key.clone(), None, &[]);
+        let st = stamp(10, clock.wall);
+        let out = held_still(
+            &mut board,
+            &mut clock,
+            &key,
+            st,
+            pair("a", "2027-01-15T08:00:00Z"),
+        );
+        assert!(has_copy(&out));
+        board.copied(&key, Copied::Taken(run("a")), clock.now());
+        board.finished(&key, "a", Outcome::Unavailable, clock.now());
+        // Model seed 6063: a newer run handed on drops the retry of the older one.
+        let newer = stamp(11, clock.wall);
+        let out = held_still(
+            &mut board,
+            &mut clock,
+            &key,
+            newer,
+            pair("b", "2027-01-15T09:00:00Z"),
+        );
+        assert!(has_copy(&out));
+        board.copied(&key, Copied::Taken(run("b")), clock.now());
+        assert_eq!(board.retrying(), 0, "the retry of a went with b");
+        // Model seed 5087: b fails too and vanishes; a, restored, may go again (it is newer
+        // than anything triggered), since neither was marked decided.
+        board.finished(&key, "b", Outcome::Unavailable, clock.now());
+        clock.pass(Duration::from_secs(31));
+        board.wake(clock.now());
+        let back = stamp(12, clock.wall);
+        board.looked(
+            &key,
+            observed_at(back, pair("a", "2027-01-15T08:00:00Z"), clock.wall),
+            clock.now(),
+        );
+        clock.pass(Duration::from_millis(300));
+        board.wake(clock.now());
+        let out = board.looked(
+            &key,
+            observed_at(back, pair("a", "2027-01-15T08:00:00Z"), clock.wall),
+            clock.now(),
+        );
+        assert!(has_copy(&out), "{out:?}");
+    }
+
+    #[test]
+    fn stamps_are_trusted_from_when_the_files_were_read() {
+        // Model seed 24561: a coarse clock (2 s) and equal sizes. A look that read the files at
+        // 5.9 s and returned at 8.0 s must not be trusted: a write at 7.99 s leaves the stamps.
+        let mut clock = Clock::new();
+        let mut board = Board::new(settings());
+        let key = PathBuf::from("/t");
+        board.add(key.clone(), None, &[]);
+        let bucket = clock.wall;
+        let st = stamp(10, bucket);
+        board.hint(&key, clock.now());
+        let read_at = bucket + Duration::from_millis(1900);
+        clock.pass(Duration::from_millis(2100));
+        let mismatched = Look::NotAPair(NotAPair::Mismatched {
+            manifest: "b".into(),
+            run_results: "a".into(),
+        });
+        board.looked(
+            &key,
+            observed_at(st, mismatched.clone(), read_at),
+            clock.now(),
+        );
+        let out = board.tick(clock.now());
+        assert!(
+            matches!(&out[..], [Command::Look { trust: None, .. }]),
+            "read 1.9 s after the tick began: not to be trusted: {out:?}"
+        );
+        board.looked(&key, observed_at(st, mismatched, clock.wall), clock.now());
+        let out = board.tick(clock.now());
+        assert!(
+            matches!(&out[..], [Command::Look { trust: Some(_), .. }]),
+            "read 2.1 s after: trusted: {out:?}"
+        );
+    }
+
+    #[test]
+    fn the_drain_copies_a_complete_pair_at_once_and_ends() {
+        let mut clock = Clock::new();
+        let mut board = Board::new(settings());
+        let key = PathBuf::from("/t");
+        board.add(key.clone(), None, &[]);
+        let out = board.drain(clock.now());
+        assert!(matches!(&out[..], [Command::Look { trust: None, .. }]));
+        assert!(!board.drained(), "a look is in flight");
+        let out = board.looked(
+            &key,
+            observed(stamp(10, clock.wall), pair("a", "2027-01-15T08:00:00Z")),
+            clock.now(),
+        );
+        assert!(has_copy(&out), "no debounce when draining: {out:?}");
+        let out = board.copied(&key, Copied::Taken(run("a")), clock.now());
+        assert_eq!(uploads(&out), ["a"]);
+        assert!(board.tick(clock.now()).is_empty(), "no more looks");
+        clock.pass(Duration::from_millis(10));
+        board.finished(&key, "a", Outcome::Done, clock.now());
+        assert!(board.drained());
     }
 }

@@ -118,9 +118,14 @@ impl Events {
     }
 
     /// Watches what `folders` and `bases` need and forgets what they no longer do. Returns the
-    /// folders newly attached: a file written right after its folder was made can be missed,
-    /// so the shell looks at them. Touches the file system: call it from a blocking thread.
-    pub fn refresh(&mut self, folders: &[ArtifactPaths], bases: &[PathBuf]) -> Vec<PathBuf> {
+    /// folders newly attached (a file written right after its folder was made can be missed, so
+    /// the shell looks at them), and whether every folder wanted is watched now. Touches the file
+    /// system: call it from a blocking thread.
+    pub fn refresh(
+        &mut self,
+        folders: &[ArtifactPaths],
+        bases: &[PathBuf],
+    ) -> (Vec<PathBuf>, bool) {
         let mut routes = Routes::default();
         let mut wanted: BTreeMap<PathBuf, Option<PathBuf>> = BTreeMap::new();
         for paths in folders {
@@ -146,6 +151,7 @@ impl Events {
             *shared = routes;
         }
         let mut attached = Vec::new();
+        let mut complete = true;
         for (dir, folder) in &wanted {
             let exists = dir.is_dir();
             let watched = self.watched.contains(dir);
@@ -161,6 +167,7 @@ impl Events {
                 self.watched.remove(dir);
                 let _ = self.watcher.unwatch(dir);
             }
+            complete &= self.watched.contains(dir);
         }
         let stale: Vec<PathBuf> = self
             .watched
@@ -172,7 +179,7 @@ impl Events {
             let _ = self.watcher.unwatch(&dir);
             self.watched.remove(&dir);
         }
-        attached
+        (attached, complete)
     }
 }
 

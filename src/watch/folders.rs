@@ -29,6 +29,9 @@ pub struct Survey {
     pub folders: Vec<ArtifactPaths>,
     /// Folders whose event watch was attached now: look at them.
     pub attached: Vec<PathBuf>,
+    /// Nothing a later survey could change until something moves: no globs, and every folder
+    /// wanted is watched (or there are no events).
+    pub settled: bool,
     /// The globs matched more than [`MAX_MATCHES`] folders.
     pub capped: bool,
     pub problems: Vec<String>,
@@ -111,11 +114,13 @@ pub fn survey(targets: &Targets, events: Option<&Arc<Mutex<Events>>>) -> Survey 
             survey.folders.push(ArtifactPaths::in_target(&folder));
         }
     }
+    let mut watched = true;
     if let Some(events) = events
         && let Ok(mut events) = events.lock()
     {
-        survey.attached = events.refresh(&survey.folders, &bases);
+        (survey.attached, watched) = events.refresh(&survey.folders, &bases);
     }
+    survey.settled = targets.globs.is_empty() && watched;
     survey
 }
 

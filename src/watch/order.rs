@@ -8,8 +8,8 @@
 //! - Runs are ordered by their `generated_at`: dbt's own clock orders dbt's own runs, whatever
 //!   its offset from the watcher's.
 //! - A run whose `generated_at` is more than [`AHEAD`] ahead of the moment the watcher read it
-//!   is **ahead**: its clock lies (a clock set to 2099, a dbt container whose clock runs fast),
-//!   or the clock was stepped back between the run's end and the read. A fresh run is never
+//!   is **ahead**: its clock lies (a clock set to 2099, a dbt machine whose clock is minutes
+//!   fast), or the clock was stepped back between the run's end and the read. A fresh run is never
 //!   ordered against an ahead one by `generated_at`, so a run from 2099 cannot make every later
 //!   run look older: after an ahead run, the order is the order in which the watcher read them.
 //!   (So a cache restore of an older run right after an ahead one is taken as newer: when a
@@ -20,14 +20,16 @@
 //!   step is said in a warning).
 //!
 //! What is left: a clock stepped back by less than [`AHEAD`] between a run's end and the read,
-//! followed by a run that ends within that step, makes the second look older.
+//! followed by a run that ends within that step, makes the second look older (the model tests
+//! step the clock by 90 s and 2 h).
 //!
 //! Pure functions over plain values; the clock is the caller's.
 
 use std::time::{Duration, SystemTime};
 
-/// A `generated_at` further than this ahead of the moment it was read is not trusted to order.
-pub const AHEAD: Duration = Duration::from_secs(1);
+/// A `generated_at` further than this ahead of the moment it was read is not trusted to order:
+/// more than clocks kept by NTP ever differ, less than any real skew.
+pub const AHEAD: Duration = Duration::from_secs(60);
 
 /// A `generated_at` further than this ahead of the watcher's clock is worth a warning.
 pub const SKEW_WARNING: Duration = Duration::from_secs(5 * 60);
@@ -182,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_clock_behind_still_orders_its_own_runs() {
-        // dbt's clock an hour behind the watcher's.
+        // dbt's clock an hour behind the watcher's, or a few seconds ahead.
         let nine = placed("2026-12-04T09:00:09Z", "2026-12-04T10:00:09.4Z");
         let restored_seven = placed("2026-12-04T09:00:07Z", "2026-12-04T10:00:12Z");
         let ten = placed("2026-12-04T09:00:10Z", "2026-12-04T10:00:12Z");
@@ -190,6 +192,10 @@ mod tests {
         assert_eq!(compare(&restored_seven, &nine, now), Verdict::Older);
         assert_eq!(compare(&ten, &nine, now), Verdict::Newer);
         assert_eq!(nine.ahead(), None);
+        let fast_nine = placed("2026-12-04T10:00:11Z", "2026-12-04T10:00:09.4Z");
+        let fast_seven = placed("2026-12-04T10:00:09.45Z", "2026-12-04T10:00:12Z");
+        assert_eq!(fast_nine.ahead(), None);
+        assert_eq!(compare(&fast_seven, &fast_nine, now), Verdict::Older);
     }
 
     #[test]

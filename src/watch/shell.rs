@@ -122,6 +122,8 @@ struct Shell {
     running: HashMap<TaskId, Upload>,
     surveying: bool,
     surveyed_once: bool,
+    /// A survey can find something new (globs, or folders not watched yet): one every scan.
+    survey_due: bool,
     tx: mpsc::UnboundedSender<Message>,
     writer: state::Writer,
     events: Option<Arc<Mutex<Events>>>,
@@ -256,6 +258,7 @@ pub async fn run(
         running: HashMap::new(),
         surveying: false,
         surveyed_once: false,
+        survey_due: true,
         tx,
         writer,
         events,
@@ -421,9 +424,9 @@ impl Shell {
         }
     }
 
-    /// Starts a survey of the folders and globs, unless one is in flight.
+    /// Starts a survey of the folders and globs, unless one is in flight or none is due.
     fn survey(&mut self) {
-        if self.surveying {
+        if self.surveying || !self.survey_due {
             return;
         }
         self.surveying = true;
@@ -482,6 +485,7 @@ impl Shell {
 
     fn surveyed(&mut self, survey: Survey) {
         self.surveying = false;
+        self.survey_due = !survey.settled;
         let mut current = BTreeSet::new();
         for paths in survey.folders {
             let key = key_of(&paths);
@@ -572,6 +576,7 @@ impl Shell {
             }
             Message::Hint(Hint::Survey) => {
                 self.health.metrics.hints.inc();
+                self.survey_due = true;
                 if !self.draining {
                     self.survey();
                 }
@@ -881,6 +886,10 @@ impl Shell {
     /// Words a note of the core, and counts it.
     fn say(&mut self, folder: &PathBuf, note: Note) {
         let name = folder.display();
+        if matches!(note, Note::FolderMissing { .. } | Note::FolderBack) {
+            // A folder made or removed: its event watch is to be attached again.
+            self.survey_due = true;
+        }
         let metrics = &self.health.metrics;
         match note {
             Note::FolderMissing { before: false } => {
