@@ -183,7 +183,7 @@ fn only_regular_files_are_read_as_artifacts() {
     }
     let run_results = fixture("build-passing").join("run_results.json");
     for (manifest, what) in cases {
-        let started = std::time::Instant::now();
+        // Refused before it is opened: a named pipe would block the open for ever.
         let output = expect_exit(
             sim.upload(dir.path())
                 .arg("--manifest")
@@ -192,7 +192,6 @@ fn only_regular_files_are_read_as_artifacts() {
                 .arg(&run_results),
             3,
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(3));
         let err = stderr(&output);
         assert!(
             err.contains(&manifest.display().to_string()) && err.contains(what),

@@ -111,17 +111,17 @@ fn each_failure_says_what_to_do_and_sets_the_exit_code() {
 #[test]
 fn a_host_that_does_not_resolve_is_diagnosed_in_seconds() {
     let target = failing_build();
-    let started = std::time::Instant::now();
     let mut cmd = bin();
     cmd.env("SECODA_API_KEY", KEY)
         .args(["doctor", "--api-url", "https://nonexistent.invalid"])
         .arg("--target-dir")
         .arg(target.path());
     let output = expect_exit(&mut cmd, 5);
+    // A name that does not resolve is not retried: one attempt, no retry warnings.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(15),
-        "a doctor answers in seconds, not after retries: {:?}",
-        started.elapsed()
+        !stderr(&output).contains("retrying in"),
+        "{}",
+        stderr(&output)
     );
     let text = stdout(&output);
     assert!(

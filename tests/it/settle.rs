@@ -318,9 +318,7 @@ fn a_run_without_test_outcomes_does_not_wait_for_the_answer() {
         Some(&compile.join("manifest.json")),
         Some(&compile.join("run_results.json")),
     );
-    let started = std::time::Instant::now();
     let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 0);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let report = json_report(&output);
     assert_eq!(report["not_waited"], "no_test_outcomes", "{report}");
     assert!(report["secoda"].is_null());

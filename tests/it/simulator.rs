@@ -243,11 +243,10 @@ fn the_sync_answers_409_while_it_runs_then_reflects_the_upload() {
         "the previous answer while it runs"
     );
     // The sync's end is a change of state, not a moment: wait for the simulator to say so.
-    let started = std::time::Instant::now();
-    while sim.state()["syncs"][INTEGRATION]["running"] == true {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    eventually(
+        || "the simulator's sync to end".into(),
+        || (sim.state()["syncs"][INTEGRATION]["running"] != true).then_some(()),
+    );
     assert_eq!(sim.get(&failing).1["failing"].as_array().unwrap().len(), 2);
     assert_eq!(sim.state()["conflicts_served"], 1);
 }

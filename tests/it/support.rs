@@ -10,6 +10,24 @@ use assert_cmd::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// How long a test waits for something that must happen before it calls it a failure. Generous:
+/// the machines are shared and have 2 cores, and nothing here measures speed (benchmarks do).
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Polls `check` until it gives a value; past [`PATIENCE`], fails with what `what` says.
+pub fn eventually<T>(what: impl FnOnce() -> String, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if started.elapsed() > PATIENCE {
+            panic!("waited {PATIENCE:?} in vain: {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The key every simulator in these tests expects.
 pub const KEY: &str = "sk-test-9f8e7d6c5b4a";
 pub const INTEGRATION: &str = "5ec0da00-0000-4000-8000-00000000db70";

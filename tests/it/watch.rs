@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -29,23 +29,18 @@ struct Watcher {
 
 /// The first child of process `parent` (the program a wrapper runs), once it has one.
 fn wrapped_pid(parent: u32) -> u32 {
-    let started = Instant::now();
-    loop {
-        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .unwrap_or_default();
-        if let Some(pid) = children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-        {
-            return pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the wrapper started nothing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        || format!("process {parent} to start one"),
+        || {
+            let children =
+                std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                    .unwrap_or_default();
+            children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+        },
+    )
 }
 
 /// How to start a watcher beyond its arguments.
@@ -144,26 +139,14 @@ impl Watcher {
 
     /// Waits for the `n`th line on stderr containing `needle`.
     fn wait_for_nth(&self, needle: &str, n: usize) -> String {
-        let started = Instant::now();
-        loop {
-            let found: Vec<String> = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .cloned()
-                .collect();
-            if found.len() >= n {
-                return found[n - 1].clone();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{needle:?} (x{n}) never appeared on stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(
+            || format!("{needle:?} (x{n}) on stderr:\n{}", self.stderr()),
+            || {
+                let lines = self.lines.lock().unwrap();
+                let mut found = lines.iter().filter(|l| l.contains(needle));
+                found.nth(n - 1).cloned()
+            },
+        )
     }
 
     fn stderr(&self) -> String {
@@ -193,15 +176,10 @@ impl Watcher {
 
     /// Waits until `name` reaches `at_least`.
     fn wait_metric(&self, name: &str, at_least: f64) {
-        let started = Instant::now();
-        while self.metric(name) < at_least {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{name} never reached {at_least}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            || format!("{name} to reach {at_least}:\n{}", self.stderr()),
+            || (self.metric(name) >= at_least).then_some(()),
+        );
     }
 
     /// Waits until the watcher has finished `n` more looks: it has looked at what is on disk now.
@@ -212,19 +190,13 @@ impl Watcher {
 
     /// Waits until `/readyz` answers `status`; returns its body.
     fn wait_ready(&self, status: u16) -> String {
-        let started = Instant::now();
-        loop {
-            let (got, body) = self.get("/readyz");
-            if got == status {
-                return body;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "/readyz never answered {status} (last: {got} {body}):\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            || format!("/readyz to answer {status}:\n{}", self.stderr()),
+            || {
+                let (got, body) = self.get("/readyz");
+                (got == status).then_some(body)
+            },
+        )
     }
 
     fn signal(&self, name: &str) {
@@ -243,21 +215,16 @@ impl Watcher {
 
     /// Waits for the process to exit, and for its last lines; its code.
     fn exit_code(&mut self) -> Option<i32> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
-                }
-                return status.code();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "watch did not exit:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let lines = Arc::clone(&self.lines);
+        let child = &mut self.child;
+        let status = eventually(
+            || format!("watch to exit:\n{}", lines.lock().unwrap().join("\n")),
+            || child.try_wait().unwrap(),
+        );
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
         }
+        status.code()
     }
 }
 
@@ -295,19 +262,13 @@ fn uploads(sim: &Simulator) -> Vec<serde_json::Value> {
 
 /// Waits until the simulator holds `n` uploads.
 fn wait_for_uploads(sim: &Simulator, n: usize) -> Vec<serde_json::Value> {
-    let started = Instant::now();
-    loop {
-        let got = uploads(sim);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} uploads, expected {n}",
-            got.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        || format!("{n} uploads; the simulator has {}", uploads(sim).len()),
+        || {
+            let got = uploads(sim);
+            (got.len() >= n).then_some(got)
+        },
+    )
 }
 
 /// Copies a fixture pair into `target` (creating it), run_results last, as dbt writes them.
@@ -499,13 +460,11 @@ fn a_pair_in_progress_or_a_manifest_alone_is_never_uploaded() {
         got[0]["run_results_sha256"],
         sha256(&target.join("run_results.json"))
     );
-    let started = Instant::now();
-    while watcher.stdout_lines().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let line = &watcher.stdout_lines()[0];
-    let report: serde_json::Value = serde_json::from_str(line).unwrap();
+    let line = eventually(
+        || "a report on stdout".into(),
+        || watcher.stdout_lines().first().cloned(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(report["exit_code"], 0);
     assert_eq!(
         report["uploaded"]["manifest"]["path"],
@@ -1053,19 +1012,16 @@ fn a_log_written_beside_the_target_folder_at_trace_level_does_not_feed_itself() 
         .stderr(file)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let health = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text
-            .split("health endpoints on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            break addr.to_string();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let health = eventually(
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.split("health endpoints on http://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(String::from)
+        },
+    );
     let metric = |name: &str| -> f64 {
         http_get(&health, "/metrics")
             .1
@@ -1076,9 +1032,10 @@ fn a_log_written_beside_the_target_folder_at_trace_level_does_not_feed_itself() 
             .unwrap_or(0.0)
     };
     let scans = metric("dbt_secoda_watch_scans_total");
-    while metric("dbt_secoda_watch_scans_total") < scans + 3.0 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        || "three more looks".into(),
+        || (metric("dbt_secoda_watch_scans_total") >= scans + 3.0).then_some(()),
+    );
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
@@ -1176,22 +1133,15 @@ fn churn(extra: &[&str]) {
         std::thread::sleep(Duration::from_millis(u64::from(run * 37 % 180 + 5)));
     }
     // The last complete run reaches Secoda.
-    let started = Instant::now();
-    loop {
-        let got = uploads(&sim);
-        if got
-            .last()
-            .is_some_and(|u| u["invocation_id"] == last_complete.as_str())
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the last run never arrived: {}",
-            watcher.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        || format!("the last run, {last_complete}: {}", watcher.stderr()),
+        || {
+            let got = uploads(&sim);
+            got.last()
+                .is_some_and(|u| u["invocation_id"] == last_complete.as_str())
+                .then_some(())
+        },
+    );
     let got = uploads(&sim);
     let mut ids = std::collections::HashSet::new();
     for upload in &got {
@@ -1396,20 +1346,18 @@ fn sigterm_and_healthz_answer_while_a_targets_reads_hang() {
         &with_hung_reads(&hung),
     );
     // The look at the target hangs; the async thread does not.
-    let body = watcher.wait_ready(503);
-    let body = if body.contains("has not returned") {
-        body
-    } else {
-        let started = Instant::now();
-        loop {
+    let body = eventually(
+        || {
+            format!(
+                "/readyz to say a look has not returned:\n{}",
+                watcher.stderr()
+            )
+        },
+        || {
             let (_, body) = watcher.get("/readyz");
-            if body.contains("has not returned") {
-                break body;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+            body.contains("has not returned").then_some(body)
+        },
+    );
     assert!(body.contains(&target.display().to_string()), "{body}");
     assert_eq!(watcher.get("/healthz"), (200, "ok\n".into()));
     watcher.signal("TERM");
