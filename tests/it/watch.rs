@@ -230,6 +230,12 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        // Under a wrapper (strace), the watcher itself too: killing the wrapper may only detach.
+        if self.pid != self.child.id() {
+            let _ = StdCommand::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
