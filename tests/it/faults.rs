@@ -587,3 +587,43 @@ fn ctrl_c_during_an_upload_stops_its_reading_too() {
     // Not the runtime's 1 s grace for a reading thread nobody stopped.
     assert!(took < Duration::from_millis(900), "{took:?}");
 }
+
+#[test]
+fn a_connection_closed_mid_body_is_retried_at_once_not_after_the_stall_timeout() {
+    // The server drops the connection half way through a 16 MiB upload (a server killed behind
+    // a relay that then closes). The reading thread is blocked on a full channel at that moment;
+    // the attempt must end with the connection, not when --stall-timeout (longer than
+    // --retry-timeout here) notices that nothing moves: then there would be no second attempt.
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(16 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&["--reset-uploads", "1"]);
+    let output = expect_exit(
+        sim.upload(target.path()).args([
+            "--no-wait",
+            "--output",
+            "json",
+            "--stall-timeout",
+            "3m",
+            "--retry-timeout",
+            "2m",
+        ]),
+        1,
+    );
+    let state = sim.state();
+    assert_eq!(state["resets_served"], 1);
+    let by_status = &state["requests"][upload_path().as_str()];
+    assert_eq!(by_status["reset"], 1, "{by_status}");
+    assert_eq!(by_status["200"], 1, "{by_status}");
+    let uploads = state["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        uploads[0]["manifest_sha256"],
+        sha256(&target.path().join("manifest.json"))
+    );
+    assert_eq!(json_report(&output)["uploaded"]["attempts"], 2);
+    assert!(!stderr(&output).contains("stalled"), "{}", stderr(&output));
+}
