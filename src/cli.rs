@@ -140,6 +140,16 @@ pub struct ConnectionArgs {
     #[arg(long, env = env::CA_CERT, hide_env_values = true, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Present this client certificate (PEM, with its chain) when the server asks for one
+    /// (mutual TLS, e.g. a gateway in front of a self-hosted install).
+    #[arg(long, env = env::CLIENT_CERT, hide_env_values = true, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (unencrypted PEM), unless --client-cert's file
+    /// holds it too.
+    #[arg(long, env = env::CLIENT_KEY, hide_env_values = true, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
     /// Allow plain http:// to a host that is not loopback (the key would travel unencrypted).
     #[arg(long, env = env::ALLOW_INSECURE_HTTP, hide_env_values = true, value_parser = BoolishValueParser::new())]
     pub allow_insecure_http: bool,
@@ -578,6 +588,8 @@ fn connection(args: &ConnectionArgs, leaf: &ArgMatches) -> ConnectionInput {
             env_file,
         },
         ca_cert: args.ca_cert.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
         allow_insecure_http: args.allow_insecure_http,
         retry_timeout: args.retry_timeout,
         stall_timeout: args.stall_timeout,

@@ -104,6 +104,7 @@ impl Client {
                     retry_after: None,
                     detail,
                     location: None,
+                    challenge: None,
                 }),
                 Err(other) => Err(Fault::Source(other)),
             }

@@ -34,6 +34,10 @@ pub(super) fn open(role: Role, path: &Path) -> Result<(File, u64), ArtifactError
             path: path.to_path_buf(),
             source,
         },
+        too_large @ OpenError::TooLarge(_) => ArtifactError::Unreadable {
+            path: path.to_path_buf(),
+            source: io::Error::other(too_large.to_string()),
+        },
     };
     let file = files::open_regular(path).map_err(problem)?;
     let len = file
