@@ -499,6 +499,11 @@ pub struct SimulatorArgs {
     #[arg(long, default_value_t = 503, value_name = "CODE")]
     pub fail_status: u16,
 
+    /// The `detail` text of the --fail-requests answers (a server's error text reaches the
+    /// client's messages: try one with escape sequences).
+    #[arg(long, value_name = "TEXT")]
+    pub fail_detail: Option<String>,
+
     /// Fault: at most this many writes (POST/PUT/PATCH/DELETE) a minute, then 429 with Retry-After.
     #[arg(long, value_name = "PER_MINUTE")]
     pub rate_limit: Option<u32>,
@@ -529,6 +534,12 @@ pub struct SimulatorArgs {
     /// disagreements between Secoda and the local results are reported.
     #[arg(long, value_name = "JSON")]
     pub fixed_answer: Option<Entities>,
+
+    /// Fault: once a sync has ended, failing_tests answers this JSON as it is, whatever its shape
+    /// ('{"failing": "model.shop.orders"}', a renamed key, a list): an API change or a proxy's
+    /// page. For trying out how an answer dbt-secoda does not understand is reported.
+    #[arg(long, value_name = "JSON", value_parser = json_value)]
+    pub raw_answer: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -536,6 +547,10 @@ pub struct DemoArgs {
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+fn json_value(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -630,9 +645,11 @@ fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
         conflicts: args.conflicts,
         fail_requests: args.fail_requests,
         fail_status: args.fail_status,
+        fail_detail: args.fail_detail.clone(),
         fail_path: args.fail_path.clone(),
         upload_bytes_per_second: args.upload_bytes_per_second,
         fixed_answer: args.fixed_answer.clone(),
+        raw_answer: args.raw_answer.clone(),
         rate_limit: args.rate_limit,
         reset_uploads: args.reset_uploads,
         latency: Duration::from_millis(args.latency),

@@ -267,7 +267,17 @@ impl Client {
                 read_capped(response, MAX_ANSWER)
                     .await
                     .map_err(|e| Fault::Transport {
-                        message: format!("the answer broke off: {e}"),
+                        // The attempt's time limit ran out while the body was still coming:
+                        // reqwest calls that "error decoding response body".
+                        message: if e.is_timeout() {
+                            format!(
+                                "the answer was still arriving after {} (--stall-timeout): the \
+                                 connection is stalled or very slow",
+                                format_duration(self.stall)
+                            )
+                        } else {
+                            format!("the answer broke off: {}", causes(&e))
+                        },
                         unsent: false,
                     })
             })

@@ -14,7 +14,7 @@ use super::retry::TlsRefusal;
 use crate::config::KeySource;
 use crate::env_vars;
 use crate::exit::{ExitCode, Failure};
-use crate::units::{clip, count, format_duration, one_line};
+use crate::units::{clip, count, format_duration, one_line, printable};
 
 /// A method and URL, as shown in messages.
 #[derive(Debug, Clone)]
@@ -246,7 +246,10 @@ pub(super) const MAX_DETAIL: usize = 2000;
 /// The useful part of an error body (DRF's `{"detail": ...}`, field errors, or the text), with
 /// the key masked before anything is cut (a cut must not leave part of it) and kept short.
 pub(super) fn error_detail(body: &[u8]) -> String {
-    clip(&crate::logging::redact(&raw_error_detail(body)), MAX_DETAIL)
+    clip(
+        &printable(&crate::logging::redact(&raw_error_detail(body))),
+        MAX_DETAIL,
+    )
 }
 
 fn raw_error_detail(body: &[u8]) -> String {
@@ -287,7 +290,10 @@ fn html_title(body: &[u8]) -> Option<String> {
 
 /// The start of a body, on one line, for messages; the key is masked before the cut.
 pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = one_line(&crate::logging::redact(&String::from_utf8_lossy(body)), 300);
+    let text = one_line(
+        &printable(&crate::logging::redact(&String::from_utf8_lossy(body))),
+        300,
+    );
     if text.is_empty() {
         "(empty)".into()
     } else {
@@ -339,5 +345,9 @@ mod tests {
             "413 Request Entity Too Large (an HTML page)"
         );
         assert_eq!(error_detail(b""), "(empty)");
+        assert_eq!(
+            error_detail(b"{\"detail\": \"\\u001b[2Jgone\\u0007\"}"),
+            "\\u{1b}[2Jgone\\u{7}"
+        );
     }
 }

@@ -81,8 +81,10 @@ pub enum Prefix {
     NotFirst,
     /// The bytes are not JSON, or not a JSON object.
     NotJson(super::scan::SyntaxError),
-    /// The file ended (or the read limit was reached) before the block closed.
+    /// The file ended before the block closed.
     Incomplete,
+    /// The block goes on past [`PREFIX_LIMIT`] bytes (dbt's is under 1 KiB).
+    TooLong,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +157,7 @@ impl Visitor for MetadataVisitor {
 }
 
 /// Longest prefix read looking for the metadata block (dbt's is under 1 KiB).
-const PREFIX_LIMIT: usize = 1024 * 1024;
+pub const PREFIX_LIMIT: usize = 1024 * 1024;
 
 /// Reads the metadata block from the start of `reader`, reading no further than needed.
 pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
@@ -182,6 +184,9 @@ pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
     if scanner.is_complete() {
         // A whole, small JSON document with no metadata block (e.g. `{}` or `[]`).
         return Ok(Prefix::NotFirst);
+    }
+    if total >= PREFIX_LIMIT {
+        return Ok(Prefix::TooLong);
     }
     Ok(match scanner.finish() {
         Err(e) if e.kind != super::scan::SyntaxErrorKind::UnexpectedEnd => Prefix::NotJson(e),
@@ -229,5 +234,10 @@ models: []"
         assert!(
             matches!(read(" "), Prefix::NotJson(e) if e.kind == crate::artifacts::scan::SyntaxErrorKind::Empty)
         );
+        let huge = format!(
+            r#"{{"metadata": {{"env": {{"X": "{}"}}, "invocation_id": "ab"}}}}"#,
+            "x".repeat(PREFIX_LIMIT)
+        );
+        assert!(matches!(read(&huge), Prefix::TooLong));
     }
 }

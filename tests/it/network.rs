@@ -587,3 +587,27 @@ fn a_proxy_that_wants_a_login_gets_it_and_it_is_never_printed() {
     assert!(!stderr(&output).contains("retrying"), "{}", stderr(&output));
     assert_eq!(uploads(&sim), 2);
 }
+
+#[test]
+fn an_answer_that_trickles_past_the_stall_timeout_says_so() {
+    // Headers at once, then the body at 1 byte a second: the attempt's time runs out while the
+    // answer is still arriving, which reqwest reports as "error decoding response body".
+    let slow = peer(&["trickle", "1"]);
+    let target = failing_build();
+    let output = expect_exit(
+        bin()
+            .env("SECODA_API_KEY", KEY)
+            .args(["upload", "--no-wait", "--integration-id", INTEGRATION])
+            .args(["--api-url", &format!("http://127.0.0.1:{}", slow.port)])
+            .args(["--stall-timeout", "3s", "--retry-timeout", "4s"])
+            .arg("--target-dir")
+            .arg(target.path()),
+        5,
+    );
+    let err = stderr(&output);
+    assert!(
+        err.contains("the answer was still arriving after 3s (--stall-timeout)"),
+        "{err}"
+    );
+    assert!(!err.contains("decoding"), "{err}");
+}
