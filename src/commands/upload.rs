@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Error, connect, run_pipeline, sink_for};
+use super::{Error, connect_after, run_pipeline, sink_for};
 use crate::api::Client;
 use crate::config::{ArtifactInput, ConfigError, ConnectionInput, Id};
 use crate::exit::{ExitCode, OnApiError};
@@ -73,10 +73,11 @@ pub fn prepare(input: &Input) -> Result<(Client, Job), Error> {
         options,
         ..
     } = input;
-    let (client, resolved, warnings) = connect(connection)?;
-    if on_github_runner() {
-        github::mask(&resolved.key);
-    }
+    let (client, _, warnings) = connect_after(connection, |resolved| {
+        if on_github_runner() {
+            github::mask(&resolved.key);
+        }
+    })?;
     let integration = (*integration)
         .clone()
         .ok_or(ConfigError::MissingIntegration)?;

@@ -14,6 +14,7 @@ mod doctor;
 mod faults;
 mod imports;
 mod integrations;
+mod leaks;
 mod network;
 mod real_world;
 mod security;
