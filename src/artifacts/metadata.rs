@@ -109,6 +109,12 @@ pub(crate) struct MetadataVisitor {
 
 impl Visitor for MetadataVisitor {
     fn key(&mut self, depth: usize, key: &[u8]) -> bool {
+        if self.closed {
+            // The first block is the one: a later "metadata" key (a repeated one) must not
+            // change what was read, whether or not its bytes came in the same chunk.
+            self.in_metadata = false;
+            return false;
+        }
         match depth {
             1 => {
                 if !self.first_key_seen {
@@ -170,15 +176,18 @@ pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
             break;
         }
         total += n;
-        if let Err(e) = scanner.feed(&buf[..n]) {
-            return Ok(Prefix::NotJson(e));
-        }
+        let fed = scanner.feed(&buf[..n]);
+        // What was decided before a flaw later in the same chunk stands: the answer must not
+        // depend on how many bytes one read returned (a pipe, a network file system).
         let v = scanner.visitor();
         if v.not_first {
             return Ok(Prefix::NotFirst);
         }
         if v.closed {
             return Ok(Prefix::Found(v.metadata.clone()));
+        }
+        if let Err(e) = fed {
+            return Ok(Prefix::NotJson(e));
         }
     }
     if scanner.is_complete() {
@@ -211,6 +220,37 @@ mod tests {
         assert_eq!(m.invocation_id.as_deref(), Some("87cd"));
         assert_eq!(m.dbt_version.as_deref(), Some("1.12.6"));
         assert_eq!(m.kind(), Some((Kind::RunResults, "v6".to_string())));
+    }
+
+    /// A reader handing out `step` bytes a call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_how_the_bytes_arrive() {
+        // Found by the fuzz target metadata_prefix: read whole, the control character after the
+        // first key was reported; read a byte at a time, "metadata is not first" was.
+        for doc in [
+            &b"{\"a\": \"\x01\"}"[..],
+            b"{\"metadata\": {\"invocation_id\": \"x\"}, \"b\": \x01",
+            // Also found by it: a repeated metadata block was read into the first when both
+            // came in one read.
+            b"{\"metadata\": {\"env\": {}}, \"metadata\": {\"invocation_id\": \"c7\"}}",
+        ] {
+            let whole = format!("{:?}", read_prefix(&mut &doc[..]).unwrap());
+            for step in 1..=doc.len() {
+                let chunked = format!("{:?}", read_prefix(&mut Trickle(doc, step)).unwrap());
+                assert_eq!(whole, chunked, "{step}-byte reads of {doc:?}");
+            }
+        }
     }
 
     #[test]
