@@ -495,6 +495,11 @@ pub struct SimulatorArgs {
     #[arg(long, value_name = "TEXT")]
     pub fail_path: Option<String>,
 
+    /// The --fail-requests answers carry no Retry-After, even 429 and 503 (as a proxy's own
+    /// answers come).
+    #[arg(long)]
+    pub fail_without_retry_after: bool,
+
     /// The status --fail-requests answers (429 and 503 carry Retry-After: 1; 3xx carry a Location).
     #[arg(long, default_value_t = 503, value_name = "CODE")]
     pub fail_status: u16,
@@ -646,6 +651,7 @@ fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
         fail_requests: args.fail_requests,
         fail_status: args.fail_status,
         fail_detail: args.fail_detail.clone(),
+        fail_without_retry_after: args.fail_without_retry_after,
         fail_path: args.fail_path.clone(),
         upload_bytes_per_second: args.upload_bytes_per_second,
         fixed_answer: args.fixed_answer.clone(),

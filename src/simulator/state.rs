@@ -34,6 +34,8 @@ pub struct Options {
     pub fail_status: u16,
     /// The `detail` text of those answers.
     pub fail_detail: Option<String>,
+    /// Those answers carry no Retry-After, even 429 and 503 (a proxy's own).
+    pub fail_without_retry_after: bool,
     /// Only requests whose path contains this count towards `fail_requests`.
     pub fail_path: Option<String>,
     /// Every sync ends with this answer, whatever the upload says.
@@ -64,6 +66,7 @@ impl Options {
             fail_requests: 0,
             fail_status: 503,
             fail_detail: None,
+            fail_without_retry_after: false,
             fail_path: None,
             fixed_answer: None,
             raw_answer: None,

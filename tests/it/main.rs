@@ -9,6 +9,7 @@ mod architecture;
 mod artifacts;
 mod ci_reports;
 mod cli;
+mod disks;
 mod docs;
 mod doctor;
 mod faults;

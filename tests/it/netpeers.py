@@ -10,6 +10,10 @@ usage:
       an HTTP CONNECT proxy on a free port; logs each CONNECT line
   netpeers.py trickle BYTES_PER_SECOND
       answers every request 200 with a failing-tests JSON body sent that slowly
+  netpeers.py framing KIND
+      reads each request whole and answers 200 with a failing-tests JSON body framed as KIND:
+      http10 (HTTP/1.0, the body ends when the connection closes), chunked, close-after-headers
+      (a Content-Length, then the connection closes), huge (70 MiB, past the client's cap)
 
 Each prints "listening on PORT" first, then serve until killed.
 """
@@ -125,10 +129,82 @@ def trickle(rate):
         ).start()
 
 
+BODY = b'{"failing": [], "warning": []}'
+
+
+def read_request(conn):
+    """The request head and body (by Content-Length); None when the client went away."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = conn.recv(65536)
+        if not data:
+            return None
+        head += data
+    head, body = head.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        data = conn.recv(1 << 20)
+        if not data:
+            return None
+        body += data
+    return head
+
+
+def answer_framed(conn, kind):
+    try:
+        while read_request(conn) is not None:
+            if kind == "http10":
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY)
+                break
+            if kind == "chunked":
+                half = len(BODY) // 2
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+                    % (half, BODY[:half], len(BODY) - half, BODY[half:])
+                )
+                continue
+            if kind == "close-after-headers":
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + b"Content-Length: %d\r\n\r\n" % len(BODY)
+                )
+                break
+            # huge: a valid JSON document of 70 MiB.
+            size = 70 << 20
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + b"Content-Length: %d\r\n\r\n" % size
+            )
+            padding = b" " * (1 << 20)
+            conn.sendall(BODY)
+            for _ in range((size - len(BODY)) // len(padding)):
+                conn.sendall(padding)
+            conn.sendall(b" " * ((size - len(BODY)) % len(padding)))
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def framing(kind):
+    server = listen()
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=answer_framed, args=(conn, kind), daemon=True).start()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "tls":
         tls(*sys.argv[2:6])
     elif sys.argv[1] == "trickle":
         trickle(sys.argv[2])
+    elif sys.argv[1] == "framing":
+        framing(sys.argv[2])
     else:
         connect(sys.argv[2])

@@ -611,3 +611,47 @@ fn an_answer_that_trickles_past_the_stall_timeout_says_so() {
     );
     assert!(!err.contains("decoding"), "{err}");
 }
+
+/// `upload` of a passing build against a `netpeers.py framing KIND` peer.
+fn upload_to_framing(kind: &str, extra: &[&str]) -> std::process::Output {
+    let server = peer(&["framing", kind]);
+    let target = passing_build();
+    bin()
+        .env("SECODA_API_KEY", KEY)
+        .args(["upload", "--integration-id", INTEGRATION])
+        .args(["--api-url", &format!("http://127.0.0.1:{}", server.port)])
+        .args(["--poll-interval", "100ms", "--retry-timeout", "1s"])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(target.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn answers_framed_as_http_1_0_or_chunked_are_read_like_any_other() {
+    // The whole run (key check, upload, trigger, polls) against a server that answers in
+    // HTTP/1.0 (the body ends with the connection) or with a chunked body.
+    for kind in ["http10", "chunked"] {
+        let output = upload_to_framing(kind, &["--output", "json"]);
+        assert_eq!(output.status.code(), Some(0), "{kind}: {}", stderr(&output));
+        let report = json_report(&output);
+        assert_eq!(report["secoda"]["failing"], serde_json::json!([]), "{kind}");
+    }
+}
+
+#[test]
+fn an_answer_closed_after_its_headers_is_retried_then_exit_5() {
+    let output = upload_to_framing("close-after-headers", &[]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("the answer broke off"), "{err}");
+    assert!(err.contains("retrying in"), "{err}");
+}
+
+#[test]
+fn an_answer_over_64_mib_is_refused_not_read_into_memory() {
+    let output = upload_to_framing("huge", &[]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert_stderr_contains(&output, "the answer is larger than 64 MiB");
+}
