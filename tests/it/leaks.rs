@@ -317,6 +317,13 @@ fn the_key_is_in_no_output_report_file_or_metric() {
     ]);
     let refusing = Simulator::start(&[]);
     let target = failing_build();
+    let csv = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        csv.path(),
+        "database,schema,name,col_name\nshop,sales,orders,id\n",
+    )
+    .unwrap();
+    let csv_file = csv.path().to_str().unwrap();
     let mut seen = Outputs::new();
     let secret_cli = |sim: &Simulator, args: &[&str]| {
         let mut cmd = bin();
@@ -369,6 +376,14 @@ fn the_key_is_in_no_output_report_file_or_metric() {
                 vec!["doctor", "--integration-id", INTEGRATION],
                 vec!["integrations", "list"],
                 vec!["integrations", "get", INTEGRATION],
+                vec!["integrations", "create", "--name", "leak check"],
+                vec!["integrations", "import-csv", INTEGRATION, csv_file],
+                vec![
+                    "integrations",
+                    "delete",
+                    "--yes",
+                    "00000000-0000-4000-8000-000000000000",
+                ],
                 vec!["slack", "conversations"],
             ] {
                 let mut all = args.clone();
