@@ -2,26 +2,13 @@
 //! gives the same verdict and the same problems as reading it at once.
 #![no_main]
 
-use std::io::Read;
-
 use dbt_secoda::fuzzing::csv::validate;
 use libfuzzer_sys::fuzz_target;
+use trickle::Trickle;
 
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
+mod trickle;
 
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.step.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
-fn verdict<R: Read>(input: R) -> String {
+fn verdict<R: std::io::Read>(input: R) -> String {
     match validate(input) {
         Ok(summary) => format!("ok {summary:?}"),
         Err(problems) => problems.render("f.csv"),

@@ -3,25 +3,11 @@
 //! finds a block in what starts as a JSON object whose first key is "metadata".
 #![no_main]
 
-use std::io::Read;
-
 use dbt_secoda::artifacts::metadata::{Prefix, read_prefix};
 use libfuzzer_sys::fuzz_target;
+use trickle::Trickle;
 
-/// A reader handing out at most `step` bytes a call (a pipe, a network file system).
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.step.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
+mod trickle;
 
 fn summary(prefix: &Prefix) -> String {
     match prefix {

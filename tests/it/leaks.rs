@@ -109,14 +109,7 @@ fn no_command_connects_to_anything_but_the_api_root() {
         cmd
     };
     let state = dir.path().join("watch-state.json");
-    let health = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let health = free_loopback_address();
     let cases: Vec<(&str, StdCommand, i32)> = vec![
         (
             "upload",
@@ -410,14 +403,7 @@ fn the_key_is_in_no_output_report_file_or_metric() {
     // watch: its log, the state file and /metrics after an upload.
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state/watch.json");
-    let health = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let health = free_loopback_address();
     let uploads_before = sim.state()["uploads"].as_array().unwrap().len();
     let mut watcher = clean_command(assert_cmd::cargo::cargo_bin("dbt-secoda"))
         .env("SECODA_API_KEY", SECRET)

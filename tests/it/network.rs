@@ -439,12 +439,13 @@ impl Tinyproxy {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        // tinyproxy takes a fixed port: one the kernel just handed out is free enough.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        // tinyproxy takes a fixed port.
+        let port: u16 = free_loopback_address()
+            .rsplit(':')
+            .next()
             .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+            .parse()
+            .unwrap();
         let log = dir.path().join("tinyproxy.log");
         let config = dir.path().join("tinyproxy.conf");
         std::fs::write(
