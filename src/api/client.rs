@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use reqwest::{Method, Response, header};
 
-use super::error::{ApiError, Endpoint, SetupError, error_detail, snippet};
-use super::retry::{Attempts, Fault, RetryPolicy, TlsRefusal, parse_retry_after, retrying};
+use super::error::{ApiError, Endpoint, SetupError, TlsRefusal, error_detail, snippet};
+use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after, retrying};
 use crate::config::{ApiRoot, ClientIdentity, Connection, KeySource};
 use crate::units::format_duration;
 

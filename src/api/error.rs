@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use reqwest::{Method, Url};
 
-use super::retry::TlsRefusal;
 use crate::config::KeySource;
 use crate::env_vars;
 use crate::exit::{ExitCode, Failure};
@@ -85,6 +84,18 @@ pub enum ApiError {
         polls: u32,
         reason: String,
     },
+}
+
+/// Why a TLS connection cannot be made, whatever the number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// The server's certificate is not trusted.
+    Untrusted,
+    /// The server speaks plain HTTP where TLS was expected (`https://` to an `http://` port,
+    /// or a URL without a scheme, which is taken as https).
+    PlainHttp,
+    /// The server asks for a client certificate, or did not accept the one given.
+    ClientCertificate,
 }
 
 fn tls_refusal(refusal: TlsRefusal) -> &'static str {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::StatusCode;
 
-use super::error::Endpoint;
+use super::error::{Endpoint, TlsRefusal};
 use crate::units::format_duration;
 
 /// How failed requests are retried.
@@ -150,18 +150,6 @@ impl<E> Fault<E> {
             Fault::Source(_) => "the request body could not be produced".into(),
         }
     }
-}
-
-/// Why a TLS connection cannot be made, whatever the number of attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsRefusal {
-    /// The server's certificate is not trusted.
-    Untrusted,
-    /// The server speaks plain HTTP where TLS was expected (`https://` to an `http://` port,
-    /// or a URL without a scheme, which is taken as https).
-    PlainHttp,
-    /// The server asks for a client certificate, or did not accept the one given.
-    ClientCertificate,
 }
 
 /// Counts of one call's attempts.
