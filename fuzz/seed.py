@@ -30,48 +30,64 @@ def fixtures():
 
 
 JSON = [
-    b'{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",'
-    b' "invocation_id": "87cd", "env": {"A": "b"}}, "results": []}',
+    (
+        b'{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",'
+        b' "invocation_id": "87cd", "env": {"A": "b"}}, "results": []}'
+    ),
     b'{"metadata": {"invocation_id": null, "invocation_id": "x"}}',
     b'{"nodes": {}, "metadata": {}}',
     b'{"metadata": {"env": {}}, "metadata": {"invocation_id": "c7"}}',
     b' \n\t[1, -0.5e+10, 1E400, true, false, null, "a\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9"]',
     b'{"s": "\\ud83d\\ude00 \\ud800 caf\xc3\xa9 \xf0\x9f\x98\x80"}',
-    b'[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
-    b'\xef\xbb\xbf{}',
+    b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    b"\xef\xbb\xbf{}",
     b'{"a": 1} {"b": 2}',
     b'{"a": "\x01"}',
     b'{"a": 01, "b": 1., "c": .5, "d": -}',
 ]
 
 CSV = [
-    (ROOT / "docs" / "integrations.md").read_text().split("```csv\n")[1].split("```")[0].encode(),
+    (ROOT / "docs" / "integrations.md")
+    .read_text()
+    .split("```csv\n")[1]
+    .split("```")[0]
+    .encode(),
     b"database,schema,name,col_name\nshop,sales,orders,id\n",
-    b"database,schema,name,description,is_view,last_updated_time,col_name,col_type,"
-    b"col_description,sort_order\r\nshop,sales,orders,\"multi\r\nline, with comma\",false,"
-    b"1700000000,id,int,Key,1\r\nshop.prod,sales,orders,x,FALSE,last week,id,int,,first\r\n",
+    (
+        b"database,schema,name,description,is_view,last_updated_time,col_name,col_type,"
+        b'col_description,sort_order\r\nshop,sales,orders,"multi\r\nline, with comma",false,'
+        b"1700000000,id,int,Key,1\r\nshop.prod,sales,orders,x,FALSE,last week,id,int,,first\r\n"
+    ),
     b"\xef\xbb\xbfdatabase,schema,name,col_name\n",
     b"database,schema,name,col_name\nshop,sales,\xff,id\nshop,sales\n",
 ]
 
 _DOC = (ROOT / "docs" / "integrations.md").read_text()
-_RESOURCES = _DOC.split("`resources.jsonl`, one object a line:\n\n```json\n")[1].split("```")[0]
-_LINEAGES = _DOC.split("`lineages.jsonl`, one object a line:\n\n```json\n")[1].split("```")[0]
+_RESOURCES = _DOC.split("`resources.jsonl`, one object a line:\n\n```json\n")[1].split(
+    "```"
+)[0]
+_LINEAGES = _DOC.split("`lineages.jsonl`, one object a line:\n\n```json\n")[1].split(
+    "```"
+)[0]
 JSONL = [
     _RESOURCES.encode() + b"\xff" + _LINEAGES.encode(),
     _RESOURCES.encode(),
-    b'{"entity_type": "column", "databuilder_id": "c", "parent_databuilder_id": "shop.sales.orders"}\n'
-    b"\n"
-    b'{"entity_type": "view", "databuilder_id": "c"}\nnot json\n[1]\n',
-    b'{"entity_type": "database", "databuilder_id": "db"}\n\xff'
-    b'{"from_identifier": {"type": "internal_resource", "databuilder_id": "ghost"},'
-    b' "to_identifier": {"type": "tables_from_query", "sql": "select 1"}}\n',
+    (
+        b'{"entity_type": "column", "databuilder_id": "c", "parent_databuilder_id": "shop.sales.orders"}\n'
+        b"\n"
+        b'{"entity_type": "view", "databuilder_id": "c"}\nnot json\n[1]\n'
+    ),
+    (
+        b'{"entity_type": "database", "databuilder_id": "db"}\n\xff'
+        b'{"from_identifier": {"type": "internal_resource", "databuilder_id": "ghost"},'
+        b' "to_identifier": {"type": "tables_from_query", "sql": "select 1"}}\n'
+    ),
 ]
 
 FORM = (
-    b"--XyZ\r\nContent-Disposition: form-data; name=\"run_results\"; filename=\"run_results.json\""
-    b"\r\nContent-Type: application/json\r\n\r\n{\"results\": []}\r\n--XyZ\r\n"
-    b"Content-Disposition: form-data; name=\"manifest\"\r\n\r\nvalue\0with\0zeros\r\n--XyZ--\r\n"
+    b'--XyZ\r\nContent-Disposition: form-data; name="run_results"; filename="run_results.json"'
+    b'\r\nContent-Type: application/json\r\n\r\n{"results": []}\r\n--XyZ\r\n'
+    b'Content-Disposition: form-data; name="manifest"\r\n\r\nvalue\0with\0zeros\r\n--XyZ--\r\n'
 )
 
 

@@ -158,7 +158,9 @@ def answer_framed(conn, kind):
     try:
         while read_request(conn) is not None:
             if kind == "http10":
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY)
+                conn.sendall(
+                    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY
+                )
                 break
             if kind == "chunked":
                 half = len(BODY) // 2
