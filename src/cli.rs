@@ -140,6 +140,16 @@ pub struct ConnectionArgs {
     #[arg(long, env = env::CA_CERT, hide_env_values = true, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Present this client certificate (PEM, with its chain) when the server asks for one
+    /// (mutual TLS, e.g. a gateway in front of a self-hosted install).
+    #[arg(long, env = env::CLIENT_CERT, hide_env_values = true, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (unencrypted PEM), unless --client-cert's file
+    /// holds it too.
+    #[arg(long, env = env::CLIENT_KEY, hide_env_values = true, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
     /// Allow plain http:// to a host that is not loopback (the key would travel unencrypted).
     #[arg(long, env = env::ALLOW_INSECURE_HTTP, hide_env_values = true, value_parser = BoolishValueParser::new())]
     pub allow_insecure_http: bool,
@@ -496,9 +506,19 @@ pub struct SimulatorArgs {
     #[arg(long, value_name = "TEXT")]
     pub fail_path: Option<String>,
 
+    /// The --fail-requests answers carry no Retry-After, even 429 and 503 (as a proxy's own
+    /// answers come).
+    #[arg(long)]
+    pub fail_without_retry_after: bool,
+
     /// The status --fail-requests answers (429 and 503 carry Retry-After: 1; 3xx carry a Location).
     #[arg(long, default_value_t = 503, value_name = "CODE")]
     pub fail_status: u16,
+
+    /// The `detail` text of the --fail-requests answers (a server's error text reaches the
+    /// client's messages: try one with escape sequences).
+    #[arg(long, value_name = "TEXT")]
+    pub fail_detail: Option<String>,
 
     /// Fault: at most this many writes (POST/PUT/PATCH/DELETE) a minute, then 429 with Retry-After.
     #[arg(long, value_name = "PER_MINUTE")]
@@ -534,6 +554,12 @@ pub struct SimulatorArgs {
     /// disagreements between Secoda and the local results are reported.
     #[arg(long, value_name = "JSON")]
     pub fixed_answer: Option<Entities>,
+
+    /// Fault: once a sync has ended, failing_tests answers this JSON as it is, whatever its shape
+    /// ('{"failing": "model.shop.orders"}', a renamed key, a list): an API change or a proxy's
+    /// page. For trying out how an answer dbt-secoda does not understand is reported.
+    #[arg(long, value_name = "JSON", value_parser = json_value)]
+    pub raw_answer: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -541,6 +567,10 @@ pub struct DemoArgs {
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+fn json_value(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -593,6 +623,8 @@ fn connection(args: &ConnectionArgs, leaf: &ArgMatches) -> ConnectionInput {
             env_file,
         },
         ca_cert: args.ca_cert.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
         allow_insecure_http: args.allow_insecure_http,
         retry_timeout: args.retry_timeout,
         stall_timeout: args.stall_timeout,
@@ -634,9 +666,12 @@ fn simulator_options(args: &SimulatorArgs) -> simulator::Options {
         conflicts: args.conflicts,
         fail_requests: args.fail_requests,
         fail_status: args.fail_status,
+        fail_detail: args.fail_detail.clone(),
+        fail_without_retry_after: args.fail_without_retry_after,
         fail_path: args.fail_path.clone(),
         upload_bytes_per_second: args.upload_bytes_per_second,
         fixed_answer: args.fixed_answer.clone(),
+        raw_answer: args.raw_answer.clone(),
         rate_limit: args.rate_limit,
         rate_window: args.rate_window,
         reset_uploads: args.reset_uploads,

@@ -33,10 +33,16 @@ pub enum ConfigError {
     EmptyKey { source_desc: String },
     #[error("the API key {source_desc} contains characters an HTTP header cannot carry")]
     InvalidKey { source_desc: String },
+    #[error("--client-key was given without --client-cert")]
+    KeyWithoutCert,
     #[error("no dbt integration id was given")]
     MissingIntegration,
     #[error("the API URL {url:?} is not valid: {reason}")]
     InvalidUrl { url: String, reason: String },
+    #[error(
+        "the API URL {url:?} has a user name or password in it: refused, since it would replace the API key and show wherever the URL is printed"
+    )]
+    UrlCredentials { url: String },
     #[error("refusing to send the API key over plain http to {host}")]
     InsecureHttp { host: String },
     #[error(
@@ -63,6 +69,10 @@ impl Failure for ConfigError {
                 env_vars::API_KEY
             ),
             ConfigError::TwoKeys => "pass the key one way only".into(),
+            ConfigError::KeyWithoutCert => format!(
+                "pass the certificate too: --client-cert FILE (or {}); a key alone proves nothing",
+                env_vars::CLIENT_CERT
+            ),
             ConfigError::KeyFile { .. } => format!(
                 "check the path given to --api-key-file / {}",
                 env_vars::API_KEY_FILE
@@ -77,6 +87,12 @@ impl Failure for ConfigError {
             ConfigError::InvalidUrl { .. } => {
                 "use e.g. https://api.secoda.co, https://eapi.secoda.co or https://secoda.example.com/api/v1".into()
             }
+            ConfigError::UrlCredentials { .. } => format!(
+                "Secoda authenticates with the API key alone: remove USER:PASSWORD@ from --api-url / {} and \
+                 pass the key with {} or --api-key-file (a proxy's login goes in HTTPS_PROXY)",
+                env_vars::API_URL,
+                env_vars::API_KEY
+            ),
             ConfigError::InsecureHttp { .. } => {
                 "use https://, or pass --allow-insecure-http if this host is on a network you trust".into()
             }
@@ -226,26 +242,57 @@ pub struct KeyInput {
 impl KeyInput {
     /// The key: a flag beats the environment, and `--api-key` beats `--api-key-file` at the same
     /// level (so an organisation-wide SECODA_API_KEY does not stop one step from passing a file).
-    pub fn resolve(&self) -> Result<ApiKey, ConfigError> {
+    /// Also a warning when the key's file is open to other users.
+    pub fn resolve(&self) -> Result<(ApiKey, Option<String>), ConfigError> {
         let from_file = |path: &PathBuf| {
-            let bytes = files::read_small(path).map_err(|e| ConfigError::KeyFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            ApiKey::new(
+            let bytes =
+                files::read_small(path, MAX_KEY_FILE).map_err(|e| ConfigError::KeyFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let key = ApiKey::new(
                 &String::from_utf8_lossy(&bytes),
                 KeySource::File(path.clone()),
-            )
+            )?;
+            Ok((key, open_to_others(path, "API key")))
         };
+        let given = |key: &Secret, source| Ok((ApiKey::new(key.expose(), source)?, None));
         match (&self.typed, &self.typed_file, &self.env, &self.env_file) {
             (Some(_), Some(_), _, _) => Err(ConfigError::TwoKeys),
-            (Some(key), None, _, _) => ApiKey::new(key.expose(), KeySource::Flag),
+            (Some(key), None, _, _) => given(key, KeySource::Flag),
             (None, Some(path), _, _) => from_file(path),
-            (None, None, Some(key), _) => ApiKey::new(key.expose(), KeySource::Env),
+            (None, None, Some(key), _) => given(key, KeySource::Env),
             (None, None, None, Some(path)) => from_file(path),
             (None, None, None, None) => Err(ConfigError::MissingKey),
         }
     }
+}
+
+/// The largest key file read: a key is one line; anything longer is not a key file (and
+/// `/dev/zero` must not be read until memory runs out).
+pub const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// A warning when the secret in the regular file `path` can be read or changed by users other
+/// than its owner, as ssh gives for a private key (ssh refuses; a CI runner's checkout or a
+/// mounted secret is sometimes 0644 for good reasons, so this only warns).
+pub fn open_to_others(path: &Path, what: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if metadata.is_file() && mode & 0o077 != 0 {
+            return Some(format!(
+                "the {what} file {} can be read or changed by other users (mode {mode:04o}): \
+                 `chmod 600 {}` keeps it to its owner",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    None
 }
 
 /// The API root, e.g. `https://api.secoda.co/api/v1`, with no trailing slash.
@@ -261,19 +308,39 @@ impl ApiRoot {
 
     /// A root as given by `--api-url`: a bare host gets https and `/api/v1`; plain http only to
     /// loopback unless `allow_insecure_http`. Returns warnings for hosts known to be wrong.
+    ///
+    /// Refused: a user name or password in the URL (they would replace the key with Basic auth
+    /// and show up wherever the URL is printed; the message never repeats them), and spaces or
+    /// control characters (a URL parser would send them as `%20`, to a path that does not
+    /// exist).
     pub fn parse(
         given: &str,
         allow_insecure_http: bool,
     ) -> Result<(ApiRoot, Vec<String>), ConfigError> {
         let given = given.trim();
+        let shown = without_userinfo(given);
+        let invalid = |reason: String| ConfigError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
+        if shown != given {
+            register_userinfo(given);
+            return Err(ConfigError::UrlCredentials { url: shown });
+        }
+        if let Some(c) = given.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(format!(
+                "it contains {}; a URL has none (was a value pasted with its surroundings?)",
+                if c == ' ' {
+                    "a space".to_string()
+                } else {
+                    format!("the character {c:?}")
+                }
+            )));
+        }
         let with_scheme = if given.contains("://") {
             given.to_string()
         } else {
             format!("https://{given}")
-        };
-        let invalid = |reason: String| ConfigError::InvalidUrl {
-            url: given.to_string(),
-            reason,
         };
         let mut url = Url::parse(&with_scheme).map_err(|e| invalid(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -316,6 +383,75 @@ impl fmt::Display for ApiRoot {
     }
 }
 
+/// `given` with anything between the scheme and an `@` in its authority replaced by `***`: the
+/// form of a URL (the API's, a proxy's) that may be shown.
+pub fn without_userinfo(given: &str) -> String {
+    let start = given.find("://").map_or(0, |i| i + 3);
+    let authority_end = given[start..]
+        .find(['/', '?', '#'])
+        .map_or(given.len(), |i| start + i);
+    match given[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &given[..start], &given[start + at..]),
+        None => given.to_string(),
+    }
+}
+
+/// A user name and password found in a URL become secrets: no log line may show them.
+fn register_userinfo(given: &str) {
+    let start = given.find("://").map_or(0, |i| i + 3);
+    let authority = given[start..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        let (user, password) = match userinfo.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (userinfo, None),
+        };
+        register_login(user, password);
+    }
+}
+
+/// Registers a URL's login as secrets: the password (as written and percent-decoded), or, when
+/// there is none, the user name (a token given as `https://TOKEN@host`). A user name beside a
+/// password is no secret, and hiding it would blank ordinary words.
+pub fn register_login(user: &str, password: Option<&str>) {
+    let secret = password.unwrap_or(user);
+    if secret.is_empty() {
+        return;
+    }
+    crate::logging::register_secret(secret);
+    let decoded = percent_decode(secret);
+    crate::logging::register_secret(&decoded);
+    if let Some(password) = password {
+        crate::logging::register_secret(&format!("{user}:{password}"));
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost"
@@ -351,10 +487,20 @@ pub struct ConnectionInput {
     pub region: Region,
     pub key: KeyInput,
     pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub allow_insecure_http: bool,
     pub retry_timeout: Duration,
     pub stall_timeout: Duration,
     pub max_attempts: u32,
+}
+
+/// A client certificate for TLS (mutual TLS): the certificate file, and the key's file when the
+/// key is not in the same file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: Option<PathBuf>,
 }
 
 /// Where Secoda is and how to reach it, checked: all the HTTP client needs.
@@ -364,6 +510,8 @@ pub struct Connection {
     pub key: ApiKey,
     /// Extra CA certificates (PEM) to trust beside the system's.
     pub ca_cert: Option<PathBuf>,
+    /// The client certificate TLS presents, when the server asks for one.
+    pub client: Option<ClientIdentity>,
     /// How long one request is retried on transient failures.
     pub retry_timeout: Duration,
     /// How long one attempt may make no progress before it is abandoned.
@@ -384,6 +532,7 @@ impl Connection {
             root,
             key,
             ca_cert: None,
+            client: None,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -403,10 +552,22 @@ impl ConnectionInput {
             Some(given) => ApiRoot::parse(given, self.allow_insecure_http)?,
             None => (ApiRoot::of_region(self.region), Vec::new()),
         };
+        let (key, key_warning) = self.key.resolve()?;
+        let client = match (&self.client_cert, &self.client_key) {
+            (None, Some(_)) => return Err(ConfigError::KeyWithoutCert),
+            (None, None) => None,
+            (Some(cert), key) => Some(ClientIdentity {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+        };
+        let mut warnings = warnings;
+        warnings.extend(key_warning);
         let connection = Connection {
-            key: self.key.resolve()?,
+            key,
             root,
             ca_cert: self.ca_cert.clone(),
+            client,
             retry_timeout: self.retry_timeout,
             stall_timeout: self.stall_timeout,
             max_attempts: self.max_attempts,
@@ -601,11 +762,45 @@ mod tests {
             root("ftp://x"),
             Err(ConfigError::InvalidUrl { .. })
         ));
+        assert!(root("https://api.secoda.co/api/v1 ").is_ok());
+        assert!(matches!(
+            root("https://api.secoda .co"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
         let (r, _) = ApiRoot::parse("https://api.secoda.co", false).unwrap();
         assert_eq!(
             r.join("integration/dbt/abc/trigger/").as_str(),
             "https://api.secoda.co/api/v1/integration/dbt/abc/trigger/"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_repeated() {
+        for (given, shown) in [
+            (
+                "http://user:hunter2-pw@127.0.0.1:8080",
+                "http://***@127.0.0.1:8080",
+            ),
+            (
+                "user:hunter2-pw@api.secoda.co/api/v1",
+                "***@api.secoda.co/api/v1",
+            ),
+            ("https://tok-hunter2-pw@h/a@b", "https://***@h/a@b"),
+        ] {
+            let error = root(given).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::UrlCredentials { url } if url == shown),
+                "{error:?}"
+            );
+            let text = format!("{error} {}", error.hint().unwrap_or_default());
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert_eq!(without_userinfo("https://h/p@x"), "https://h/p@x");
+        assert_eq!(
+            without_userinfo("http://me:s3cret@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(without_userinfo("http://proxy:3128"), "http://proxy:3128");
     }
 
     #[test]
@@ -645,7 +840,7 @@ mod tests {
             env: secret("sk-from-the-env"),
             env_file: None,
         };
-        assert_eq!(input.resolve().unwrap().source, KeySource::Env);
+        assert_eq!(input.resolve().unwrap().0.source, KeySource::Env);
         let both = KeyInput {
             typed: secret("sk-typed-value"),
             typed_file: Some("f".into()),

@@ -10,6 +10,8 @@ pub const REGION: &str = "SECODA_REGION";
 pub const API_KEY: &str = "SECODA_API_KEY";
 pub const API_KEY_FILE: &str = "SECODA_API_KEY_FILE";
 pub const CA_CERT: &str = "SECODA_CA_CERT";
+pub const CLIENT_CERT: &str = "SECODA_CLIENT_CERT";
+pub const CLIENT_KEY: &str = "SECODA_CLIENT_KEY";
 pub const ALLOW_INSECURE_HTTP: &str = "SECODA_ALLOW_INSECURE_HTTP";
 pub const RETRY_TIMEOUT: &str = "DBT_SECODA_RETRY_TIMEOUT";
 pub const STALL_TIMEOUT: &str = "DBT_SECODA_STALL_TIMEOUT";
@@ -68,6 +70,8 @@ pub const USER_FACING: &[&str] = &[
     API_URL,
     REGION,
     CA_CERT,
+    CLIENT_CERT,
+    CLIENT_KEY,
     ALLOW_INSECURE_HTTP,
     RETRY_TIMEOUT,
     STALL_TIMEOUT,

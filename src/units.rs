@@ -3,6 +3,7 @@
 //!
 //! A leaf: it imports nothing from the crate. It does not decide what is printed or where.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serializer;
@@ -103,6 +104,24 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` safe to print: control characters (an escape sequence that would recolour or clear a
+/// terminal, a bell) and the Unicode controls that reorder text shown as `\u{1b}`; line breaks
+/// and tabs become spaces. For text that came from a server.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() || bidi => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `text` on one line (runs of whitespace become one space), cut to `max` characters.
 pub fn one_line(text: &str, max: usize) -> String {
     clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), max)
@@ -139,5 +158,9 @@ mod tests {
         assert_eq!(clip("abcdef", 3), "abc…");
         assert_eq!(clip("abc", 3), "abc");
         assert_eq!(one_line("a\n  b\tc", 10), "a b c");
+        assert_eq!(
+            printable("\u{1b}]0;x\u{7}\u{1b}[31mred\nnext\u{202e}"),
+            "\\u{1b}]0;x\\u{7}\\u{1b}[31mred next\\u{202e}"
+        );
     }
 }

@@ -6,14 +6,15 @@
 //! small request's whole attempt is bounded by the stall timeout; streamed bodies have their own
 //! watchdog ([`super::multipart`]). Response bodies are read with a cap.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::{Method, Response, header};
 
-use super::error::{ApiError, Endpoint, SetupError, error_detail, snippet};
+use super::error::{ApiError, Endpoint, SetupError, TlsRefusal, error_detail, snippet};
 use super::pace::Pacer;
 use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after, retrying};
-use crate::config::{ApiRoot, Connection, KeySource};
+use crate::config::{ApiRoot, ClientIdentity, Connection, KeySource};
 use crate::units::format_duration;
 
 pub const USER_AGENT: &str = concat!("dbt-secoda/", env!("CARGO_PKG_VERSION"));
@@ -29,6 +30,8 @@ pub struct Client {
     http: reqwest::Client,
     root: ApiRoot,
     key_source: KeySource,
+    /// The client certificate given (mutual TLS), for messages.
+    client_cert: Option<PathBuf>,
     retry: RetryPolicy,
     /// How many attempts a request that carries a body gets.
     max_attempts: u32,
@@ -55,7 +58,8 @@ impl Client {
                 path: path.clone(),
                 reason,
             };
-            let pem = crate::files::read_small(path).map_err(|e| ca_error(e.to_string()))?;
+            let pem = crate::files::read_small(path, MAX_PEM_FILE)
+                .map_err(|e| ca_error(e.to_string()))?;
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
             if certs.is_empty() {
@@ -63,13 +67,24 @@ impl Client {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let http = builder
-            .build()
-            .map_err(|e| SetupError::Tls { detail: causes(&e) })?;
+        if let Some(client) = &connection.client {
+            builder = builder.identity(identity(client)?);
+        }
+        register_proxy_logins();
+        let http = builder.build().map_err(|e| match &connection.client {
+            // The certificate and key parsed, so what rustls refuses now is the pair (a key that
+            // does not belong to the certificate, say).
+            Some(client) if has_cause::<rustls::Error>(&e) => SetupError::ClientIdentity {
+                path: client.cert.clone(),
+                reason: causes(&e),
+            },
+            _ => SetupError::Tls { detail: causes(&e) },
+        })?;
         Ok(Client {
             http,
             root: connection.root.clone(),
             key_source: connection.key.source.clone(),
+            client_cert: connection.client.as_ref().map(|c| c.cert.clone()),
             retry: RetryPolicy::requests(connection.retry_timeout),
             max_attempts: connection.max_attempts.max(1),
             stall: connection.stall_timeout,
@@ -134,7 +149,13 @@ impl Client {
         };
         Ok(match fault {
             Fault::Source(e) => return Err(e),
-            Fault::Untrusted { message } => ApiError::Untrusted {
+            Fault::Tls { refusal, message } => ApiError::Tls {
+                endpoint,
+                refusal,
+                detail: message,
+                client_cert: self.client_cert.clone(),
+            },
+            Fault::Proxy { message } => ApiError::Proxy {
                 endpoint,
                 detail: message,
             },
@@ -143,8 +164,21 @@ impl Client {
                 status,
                 ref detail,
                 ref location,
+                ref challenge,
                 ..
             } => match status.as_u16() {
+                // Secoda's API takes its key as a Bearer token and never asks for a user name
+                // and password: a Basic challenge comes from a proxy (tinyproxy answers a wrong
+                // login with 401) or a web server in front.
+                code @ (401 | 407) if code == 407 || challenge.as_deref().is_some_and(is_basic) => {
+                    ApiError::Proxy {
+                        endpoint,
+                        detail: format!(
+                            "{status}, asking for a user name and password ({})",
+                            challenge.as_deref().unwrap_or("no challenge given")
+                        ),
+                    }
+                }
                 401 | 403 => ApiError::Auth {
                     endpoint,
                     status: status.as_u16(),
@@ -245,7 +279,17 @@ impl Client {
                 read_capped(response, MAX_ANSWER)
                     .await
                     .map_err(|e| Fault::Transport {
-                        message: format!("the answer broke off: {e}"),
+                        // The attempt's time limit ran out while the body was still coming:
+                        // reqwest calls that "error decoding response body".
+                        message: if e.is_timeout() {
+                            format!(
+                                "the answer was still arriving after {} (--stall-timeout): the \
+                                 connection is stalled or very slow",
+                                format_duration(self.stall)
+                            )
+                        } else {
+                            format!("the answer broke off: {}", causes(&e))
+                        },
                         unsent: false,
                     })
             })
@@ -283,17 +327,14 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-/// Whether the failure is rustls refusing the server's certificate, anywhere in the chain.
-fn is_untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The first error of type `T` in the chain of causes.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut next = Some(e);
     while let Some(cause) = next {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return matches!(
-                tls,
-                rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::UnsupportedNameType
-            );
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
         }
         // An io::Error's source() skips the error it wraps (often another io::Error), so step
         // into the wrapped one instead.
@@ -305,7 +346,54 @@ fn is_untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
             None => cause.source(),
         };
     }
-    false
+    None
+}
+
+fn has_cause<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    find_cause::<T>(e).is_some()
+}
+
+/// Whether rustls' error means TLS cannot work with this server as configured, whatever the
+/// number of attempts: an untrusted certificate, a server speaking plain HTTP, or a server
+/// refusing (the lack of) a client certificate.
+fn tls_refusal(e: &(dyn std::error::Error + 'static)) -> Option<TlsRefusal> {
+    use rustls::AlertDescription as Alert;
+    match find_cause::<rustls::Error>(e)? {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType => Some(TlsRefusal::Untrusted),
+        // The first bytes back are not a TLS record: "HTTP/1.1 400 Bad Request".
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            Some(TlsRefusal::PlainHttp)
+        }
+        // Alerts the server sends about the certificate the client showed (or did not).
+        rustls::Error::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::AccessDenied,
+        ) => Some(TlsRefusal::ClientCertificate),
+        _ => None,
+    }
+}
+
+fn is_basic(challenge: &str) -> bool {
+    challenge
+        .trim_start()
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+}
+
+/// Whether a proxy refused to open a tunnel (CONNECT) for an https URL: a 407 (its login), or
+/// any other answer than 200 (tinyproxy answers a wrong login with 401; a 403 is its rules).
+/// hyper-util keeps its tunnel error type private, so its text is all there is to go on.
+fn is_refused_tunnel(message: &str) -> bool {
+    message.contains("tunnel error: proxy authorization required")
+        || message.contains("tunnel error: unsuccessful")
 }
 
 pub(crate) fn transport<E>(e: reqwest::Error) -> Fault<E> {
@@ -313,13 +401,81 @@ pub(crate) fn transport<E>(e: reqwest::Error) -> Fault<E> {
     if e.is_timeout() {
         message.push_str(" (timed out)");
     }
-    if is_untrusted_certificate(&e) {
-        return Fault::Untrusted { message };
+    if let Some(refusal) = tls_refusal(&e) {
+        return Fault::Tls { refusal, message };
+    }
+    if is_refused_tunnel(&message) {
+        return Fault::Proxy {
+            message: format!("it would not open a tunnel (CONNECT) to the API host: {message}"),
+        };
     }
     Fault::Transport {
         message,
         unsent: e.is_connect(),
     }
+}
+
+/// Proxies come from the environment (reqwest reads them); a login in one becomes a secret
+/// here, so neither a log line nor an error can show it.
+fn register_proxy_logins() {
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        if let Some(url) = std::env::var(name)
+            .ok()
+            .and_then(|v| reqwest::Url::parse(&v).ok())
+        {
+            crate::config::register_login(url.username(), url.password());
+        }
+    }
+}
+
+/// The largest certificate or key file read (a CA bundle of every public root is under 300 KiB).
+const MAX_PEM_FILE: u64 = 4 << 20;
+
+/// The client certificate and its key (PEM), from one file or two.
+fn identity(client: &ClientIdentity) -> Result<reqwest::Identity, SetupError> {
+    let error = |path: &PathBuf, reason: String| SetupError::ClientIdentity {
+        path: path.clone(),
+        reason,
+    };
+    let read = |path: &PathBuf| {
+        crate::files::read_small(path, MAX_PEM_FILE).map_err(|e| error(path, e.to_string()))
+    };
+    let mut pem = read(&client.cert)?;
+    if let Some(key) = &client.key {
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+    }
+    let text = String::from_utf8_lossy(&pem);
+    let blame = client.key.as_ref().unwrap_or(&client.cert);
+    if let Some(warning) = crate::config::open_to_others(blame, "client key") {
+        tracing::warn!("{warning}");
+    }
+    if text.contains("ENCRYPTED") {
+        return Err(error(
+            blame,
+            "the private key is encrypted; dbt-secoda reads unencrypted PEM keys \
+             (`openssl pkey -in KEY -out KEY.pem` writes one)"
+                .into(),
+        ));
+    }
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(error(&client.cert, "it holds no PEM certificate".into()));
+    }
+    if !text.contains("PRIVATE KEY-----") {
+        return Err(error(
+            blame,
+            "no PEM private key found (pass it with --client-key when it is in a file of its own)"
+                .into(),
+        ));
+    }
+    reqwest::Identity::from_pem(&pem).map_err(|e| error(blame, causes(&e)))
 }
 
 /// A 2xx answer, or the fault it stands for (with the error body's detail).
@@ -337,6 +493,7 @@ pub(crate) async fn check<E>(response: Response) -> Result<Response, Fault<E>> {
     };
     let retry_after = header(header::RETRY_AFTER).and_then(|v| parse_retry_after(&v));
     let location = header(header::LOCATION);
+    let challenge = header(header::PROXY_AUTHENTICATE).or_else(|| header(header::WWW_AUTHENTICATE));
     let body = read_capped(response, MAX_ERROR_BODY)
         .await
         .map(|(body, _)| body)
@@ -346,6 +503,7 @@ pub(crate) async fn check<E>(response: Response) -> Result<Response, Fault<E>> {
         retry_after,
         detail: error_detail(&body),
         location,
+        challenge,
     })
 }
 

@@ -5,7 +5,6 @@
 //! reading of the failing-tests answer. It does not decide when the answer is settled
 //! ([`crate::settle`]) or what the upload body holds.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -18,28 +17,58 @@ use super::multipart::{UploadAttempt, UploadError};
 use super::retry::{Attempts, Fault, RetryPolicy, retrying};
 use crate::config::Id;
 use crate::entities::Entities;
+use crate::units::printable;
 
-/// Reads Secoda's answer leniently: missing lists are empty, unknown fields are ignored,
-/// non-string entries are kept as their JSON text.
-fn read_answer(value: &Value) -> Option<Entities> {
-    let object = value.as_object()?;
-    let list = |key: &str| -> BTreeSet<String> {
-        object
-            .get(key)
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| i.to_string())
-                    })
-                    .collect()
+/// Reads Secoda's answer: `failing` and `warning` must both be lists of entity names, as the
+/// API documents (`DBTTestResultsOut`); other fields are ignored. Anything else (a string for a
+/// list, a renamed key, numbers for names) is an answer not understood: reading it as "no
+/// entity fails" would pass a gate Secoda meant to fail.
+fn read_answer(value: &Value) -> Result<Entities, String> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("an object, got {}", json_kind(value)))?;
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        let items = match object.get(key) {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(format!("\"{key}\" as a list, got {}", json_kind(other)));
+            }
+            None => {
+                let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "a \"{key}\" list, got the keys {}",
+                    if keys.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                ));
+            }
+        };
+        items
+            .iter()
+            .map(|item| {
+                // A name that would drive the terminal is shown, never obeyed.
+                item.as_str()
+                    .map(printable)
+                    .ok_or_else(|| format!("entity names in \"{key}\", got {}", json_kind(item)))
             })
-            .unwrap_or_default()
+            .collect()
     };
-    Some(Entities::new(list("failing"), list("warning")))
+    Ok(Entities::new(list("failing")?, list("warning")?))
+}
+
+/// What a JSON value is, for messages.
+fn json_kind(value: &Value) -> String {
+    let what = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    format!("{what} ({})", snippet(value.to_string().as_bytes()))
 }
 
 /// How the trigger went.
@@ -74,11 +103,11 @@ impl Client {
     pub async fn failing_tests(&self, integration: &Id) -> Result<Entities, ApiError> {
         let endpoint = self.failing_tests_endpoint(integration);
         let value: Value = self.get_json(&endpoint).await?;
-        read_answer(&value).ok_or_else(|| ApiError::BadResponse {
+        read_answer(&value).map_err(|expected| ApiError::BadResponse {
             endpoint,
             detail: format!(
-                "expected {{\"failing\": [...], \"warning\": [...]}}, got {}",
-                snippet(value.to_string().as_bytes())
+                "expected {{\"failing\": [...], \"warning\": [...]}} with entity names: \
+                 {expected}"
             ),
         })
     }
@@ -104,6 +133,7 @@ impl Client {
                     retry_after: None,
                     detail,
                     location: None,
+                    challenge: None,
                 }),
                 Err(other) => Err(Fault::Source(other)),
             }
@@ -143,17 +173,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failing_tests_answers_are_read_leniently() {
+    fn failing_tests_answers_are_read_as_documented_and_nothing_else() {
         let answer = read_answer(&serde_json::json!({
-            "failing": ["b", "a", "a"], "warning": [3], "extra": true
+            "failing": ["b", "a", "a"], "warning": ["c"], "extra": true
         }))
         .unwrap();
         assert_eq!(answer.failing, ["a", "b"]);
-        assert_eq!(answer.warning, ["3"]);
-        assert_eq!(
-            read_answer(&serde_json::json!({})),
-            Some(Entities::default())
-        );
-        assert_eq!(read_answer(&serde_json::json!(["x"])), None);
+        assert_eq!(answer.warning, ["c"]);
+        for (wrong, says) in [
+            (serde_json::json!(["x"]), "an object, got a list"),
+            (
+                serde_json::json!({}),
+                "a \"failing\" list, got the keys (none)",
+            ),
+            (
+                serde_json::json!({"failing": "model.x", "warning": []}),
+                "\"failing\" as a list, got a string",
+            ),
+            (
+                serde_json::json!({"failing": {"model.x": 1}, "warning": []}),
+                "got an object",
+            ),
+            (
+                serde_json::json!({"failed": ["model.x"], "warning": []}),
+                "got the keys failed, warning",
+            ),
+            (
+                serde_json::json!({"failing": [], "warning": null}),
+                "\"warning\" as a list, got null",
+            ),
+            (
+                serde_json::json!({"failing": [3], "warning": []}),
+                "entity names in \"failing\", got a number (3)",
+            ),
+        ] {
+            let error = read_answer(&wrong).unwrap_err();
+            assert!(error.contains(says), "{wrong}: {error}");
+        }
     }
 }

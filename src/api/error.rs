@@ -11,8 +11,9 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 
 use crate::config::KeySource;
+use crate::env_vars;
 use crate::exit::{ExitCode, Failure};
-use crate::units::{clip, count, format_duration, one_line};
+use crate::units::{clip, count, format_duration, one_line, printable};
 
 /// A method and URL, as shown in messages.
 #[derive(Debug, Clone)]
@@ -51,8 +52,16 @@ pub enum ApiError {
         status: u16,
         location: String,
     },
-    #[error("{endpoint}: the server's TLS certificate is not trusted: {detail}")]
-    Untrusted { endpoint: Endpoint, detail: String },
+    #[error("{endpoint}: {}: {detail}", tls_refusal(*.refusal))]
+    Tls {
+        endpoint: Endpoint,
+        refusal: TlsRefusal,
+        detail: String,
+        /// The client certificate given, if any.
+        client_cert: Option<PathBuf>,
+    },
+    #[error("{endpoint}: a proxy refused the request: {detail}")]
+    Proxy { endpoint: Endpoint, detail: String },
     #[error("{endpoint} answered something that is not what the API documents: {detail}")]
     BadResponse { endpoint: Endpoint, detail: String },
     #[error("Secoda unavailable: {endpoint} still failed after {} over {}: {last}", count(*.attempts, "attempt"), format_duration(*.elapsed))]
@@ -75,6 +84,28 @@ pub enum ApiError {
         polls: u32,
         reason: String,
     },
+}
+
+/// Why a TLS connection cannot be made, whatever the number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// The server's certificate is not trusted.
+    Untrusted,
+    /// The server speaks plain HTTP where TLS was expected (`https://` to an `http://` port,
+    /// or a URL without a scheme, which is taken as https).
+    PlainHttp,
+    /// The server asks for a client certificate, or did not accept the one given.
+    ClientCertificate,
+}
+
+fn tls_refusal(refusal: TlsRefusal) -> &'static str {
+    match refusal {
+        TlsRefusal::Untrusted => "the server's TLS certificate is not trusted",
+        TlsRefusal::PlainHttp => "the server answered in plain HTTP, not HTTPS",
+        TlsRefusal::ClientCertificate => {
+            "the server refused the TLS connection: it wants a client certificate it trusts"
+        }
+    }
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -112,14 +143,47 @@ impl Failure for ApiError {
                  accepts; self-hosted installs behind the bundled nginx keep its 1 MiB default \
                  (client_max_body_size): raise it, e.g. `client_max_body_size 2g;`"
                 .into(),
+            ApiError::Proxy { .. } => PROXY_LOGIN_HINT.into(),
             ApiError::Rejected { .. } => return None,
             ApiError::Redirect { .. } => "wrong base URL or missing trailing slash: check --api-url (the API host, \
                  e.g. https://api.secoda.co, not the web app; https, not http; self-hosted: https://HOST/api/v1). \
                  A redirected POST would lose its files, so dbt-secoda stops instead"
                 .into(),
-            ApiError::Untrusted { .. } => "if a proxy inspects TLS on this network, pass its CA certificate \
+            ApiError::Tls {
+                refusal: TlsRefusal::Untrusted,
+                ..
+            } => "if a proxy inspects TLS on this network, pass its CA certificate \
                  with --ca-cert FILE or SSL_CERT_FILE; otherwise check that --api-url names the API host"
                 .into(),
+            ApiError::Tls {
+                refusal: TlsRefusal::PlainHttp,
+                endpoint,
+                ..
+            } => format!(
+                "a URL without a scheme is taken as https://; if this server speaks plain HTTP (a \
+                 local simulator, say), write --api-url http://{}{}",
+                endpoint.url.host_str().unwrap_or("HOST"),
+                endpoint.url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            ApiError::Tls {
+                refusal: TlsRefusal::ClientCertificate,
+                client_cert: None,
+                ..
+            } => format!(
+                "pass the client certificate and its key (PEM) with --client-cert and --client-key, \
+                 or {} and {}",
+                env_vars::CLIENT_CERT,
+                env_vars::CLIENT_KEY
+            ),
+            ApiError::Tls {
+                refusal: TlsRefusal::ClientCertificate,
+                client_cert: Some(path),
+                ..
+            } => format!(
+                "the server did not accept the client certificate {}: check that it was issued by a \
+                 CA the server trusts, has not expired, and is meant for client authentication",
+                path.display()
+            ),
             ApiError::BadResponse { .. } => "is --api-url the API root? An HTML answer usually means the web app \
                  or a login page answered instead of the API"
                 .into(),
@@ -144,11 +208,19 @@ impl Failure for ApiError {
     }
 }
 
+/// What to do when a proxy refuses: a 407, a Basic challenge, or a refused CONNECT.
+const PROXY_LOGIN_HINT: &str = "a proxy between here and Secoda wants a login: give it in the \
+     proxy's URL, HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT (HTTP_PROXY for plain http://), and \
+     check it (characters such as @ : / % in it need percent-encoding); if the login is right, ask \
+     whoever runs the proxy to allow this host and port";
+
 /// The HTTP client could not be built (exit 2): a CA file, or TLS set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("cannot read the CA certificate file {path}: {reason}", path = .path.display())]
     CaCert { path: PathBuf, reason: String },
+    #[error("cannot use the client certificate {path}: {reason}", path = .path.display())]
+    ClientIdentity { path: PathBuf, reason: String },
     #[error("cannot set up the HTTPS client: {detail}")]
     Tls { detail: String },
 }
@@ -163,6 +235,13 @@ impl Failure for SetupError {
             SetupError::CaCert { .. } => {
                 "--ca-cert takes a PEM file with one or more CA certificates".into()
             }
+            SetupError::ClientIdentity { .. } => format!(
+                "--client-cert ({}) takes a PEM file with the certificate (and its chain); \
+                 --client-key ({}) the unencrypted PEM key that belongs to it, unless the \
+                 certificate's file holds it too",
+                env_vars::CLIENT_CERT,
+                env_vars::CLIENT_KEY
+            ),
             SetupError::Tls { .. } => {
                 "the system's CA certificates could not be loaded: install them \
                  (e.g. the ca-certificates package), or point SSL_CERT_FILE at a PEM bundle"
@@ -178,7 +257,10 @@ pub(super) const MAX_DETAIL: usize = 2000;
 /// The useful part of an error body (DRF's `{"detail": ...}`, field errors, or the text), with
 /// the key masked before anything is cut (a cut must not leave part of it) and kept short.
 pub(super) fn error_detail(body: &[u8]) -> String {
-    clip(&crate::logging::redact(&raw_error_detail(body)), MAX_DETAIL)
+    clip(
+        &printable(&crate::logging::redact(&raw_error_detail(body))),
+        MAX_DETAIL,
+    )
 }
 
 fn raw_error_detail(body: &[u8]) -> String {
@@ -219,7 +301,10 @@ fn html_title(body: &[u8]) -> Option<String> {
 
 /// The start of a body, on one line, for messages; the key is masked before the cut.
 pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = one_line(&crate::logging::redact(&String::from_utf8_lossy(body)), 300);
+    let text = one_line(
+        &printable(&crate::logging::redact(&String::from_utf8_lossy(body))),
+        300,
+    );
     if text.is_empty() {
         "(empty)".into()
     } else {
@@ -271,5 +356,9 @@ mod tests {
             "413 Request Entity Too Large (an HTML page)"
         );
         assert_eq!(error_detail(b""), "(empty)");
+        assert_eq!(
+            error_detail(b"{\"detail\": \"\\u001b[2Jgone\\u0007\"}"),
+            "\\u{1b}[2Jgone\\u{7}"
+        );
     }
 }

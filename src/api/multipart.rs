@@ -185,10 +185,18 @@ impl Client {
                             }),
                         }
                     }
-                    Err(e) => match joined(producer.await) {
-                        Err(ProducerError::Failed(source)) => Err(Fault::Source(source)),
-                        _ => Err(transport(e)),
-                    },
+                    Err(e) => {
+                        // The connection is gone (the server or a proxy closed or reset it
+                        // before answering): the producer may be blocked on a full channel that
+                        // nobody drains any more, so stop it before waiting for it; otherwise the
+                        // attempt would end only when the stall watchdog fires. A producer that
+                        // failed on its own (an invalid file ended the body) still says so.
+                        stop.now();
+                        match joined(producer.await) {
+                            Err(ProducerError::Failed(source)) => Err(Fault::Source(source)),
+                            _ => Err(transport(e)),
+                        }
+                    }
                 }
             };
             let pacer = self.clone();

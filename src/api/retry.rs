@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::StatusCode;
 
-use super::error::Endpoint;
+use super::error::{Endpoint, TlsRefusal};
 use crate::units::format_duration;
 
 /// How failed requests are retried.
@@ -90,14 +90,21 @@ pub(crate) enum Fault<E> {
         retry_after: Option<Duration>,
         detail: String,
         location: Option<String>,
+        /// The login asked for: `Proxy-Authenticate`, else `WWW-Authenticate`.
+        challenge: Option<String>,
     },
     Transport {
         message: String,
         /// The connection was never made: nothing reached the server.
         unsent: bool,
     },
-    /// The server's certificate is not trusted: retrying cannot help.
-    Untrusted { message: String },
+    /// TLS refused for a reason retrying cannot change.
+    Tls {
+        refusal: TlsRefusal,
+        message: String,
+    },
+    /// A proxy refused to carry the request (its login, or its rules for CONNECT).
+    Proxy { message: String },
     /// The request body's source failed, or the caller's own step did; never retried.
     Source(E),
 }
@@ -109,7 +116,7 @@ impl<E> Fault<E> {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }
             Fault::Transport { .. } => true,
-            Fault::Untrusted { .. } | Fault::Source(_) => false,
+            Fault::Tls { .. } | Fault::Proxy { .. } | Fault::Source(_) => false,
         }
     }
 
@@ -137,7 +144,9 @@ impl<E> Fault<E> {
         match self {
             Fault::Status { status, detail, .. } if detail.is_empty() => status.to_string(),
             Fault::Status { status, detail, .. } => format!("{status}: {detail}"),
-            Fault::Transport { message, .. } | Fault::Untrusted { message } => message.clone(),
+            Fault::Transport { message, .. }
+            | Fault::Tls { message, .. }
+            | Fault::Proxy { message } => message.clone(),
             Fault::Source(_) => "the request body could not be produced".into(),
         }
     }
@@ -269,6 +278,7 @@ mod tests {
             retry_after: None,
             detail: String::new(),
             location: None,
+            challenge: None,
         };
         for code in [408, 429, 500, 502, 503, 504] {
             assert!(status(code).is_transient(), "{code}");

@@ -34,6 +34,10 @@ pub(super) fn open(role: Role, path: &Path) -> Result<(File, u64), ArtifactError
             path: path.to_path_buf(),
             source,
         },
+        too_large @ OpenError::TooLarge(_) => ArtifactError::Unreadable {
+            path: path.to_path_buf(),
+            source: io::Error::other(too_large.to_string()),
+        },
     };
     let file = files::open_regular(path).map_err(problem)?;
     let len = file
@@ -53,6 +57,7 @@ pub fn inspect(role: Role, path: &Path) -> Result<ArtifactFile, ArtifactError> {
     if len == 0 {
         return Err(ArtifactError::Empty {
             path: path.to_path_buf(),
+            len,
         });
     }
     let last = last_byte(&mut file, len).map_err(unreadable)?;
@@ -62,6 +67,7 @@ pub fn inspect(role: Role, path: &Path) -> Result<ArtifactFile, ArtifactError> {
         Prefix::NotJson(error) if error.kind == SyntaxErrorKind::Empty => {
             return Err(ArtifactError::Empty {
                 path: path.to_path_buf(),
+                len,
             });
         }
         Prefix::NotJson(error) => {
@@ -78,6 +84,11 @@ pub fn inspect(role: Role, path: &Path) -> Result<ArtifactFile, ArtifactError> {
         }
         Prefix::Incomplete => {
             return Err(ArtifactError::Truncated {
+                path: path.to_path_buf(),
+            });
+        }
+        Prefix::TooLong => {
+            return Err(ArtifactError::MetadataTooLarge {
                 path: path.to_path_buf(),
             });
         }

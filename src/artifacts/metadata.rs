@@ -83,8 +83,10 @@ pub enum Prefix {
     NotFirst,
     /// The bytes are not JSON, or not a JSON object.
     NotJson(super::scan::SyntaxError),
-    /// The file ended (or the read limit was reached) before the block closed.
+    /// The file ended before the block closed.
     Incomplete,
+    /// The block goes on past [`PREFIX_LIMIT`] bytes (dbt's is under 1 KiB).
+    TooLong,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +112,12 @@ pub(crate) struct MetadataVisitor {
 
 impl Visitor for MetadataVisitor {
     fn key(&mut self, depth: usize, key: &[u8]) -> bool {
+        if self.closed {
+            // The first block is the one: a later "metadata" key (a repeated one) must not
+            // change what was read, whether or not its bytes came in the same chunk.
+            self.in_metadata = false;
+            return false;
+        }
         match depth {
             1 => {
                 if !self.first_key_seen {
@@ -160,7 +168,7 @@ impl Visitor for MetadataVisitor {
 }
 
 /// Longest prefix read looking for the metadata block (dbt's is under 1 KiB).
-const PREFIX_LIMIT: usize = 1024 * 1024;
+pub const PREFIX_LIMIT: usize = 1024 * 1024;
 
 /// Reads the metadata block from the start of `reader`, reading no further than needed.
 pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
@@ -173,9 +181,9 @@ pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
             break;
         }
         total += n;
-        if let Err(e) = scanner.feed(&buf[..n]) {
-            return Ok(Prefix::NotJson(e));
-        }
+        let fed = scanner.feed(&buf[..n]);
+        // What was decided before a flaw later in the same chunk stands: the answer must not
+        // depend on how many bytes one read returned (a pipe, a network file system).
         let v = scanner.visitor();
         if v.not_first {
             return Ok(Prefix::NotFirst);
@@ -183,10 +191,16 @@ pub fn read_prefix(reader: &mut impl std::io::Read) -> std::io::Result<Prefix> {
         if v.closed {
             return Ok(Prefix::Found(v.metadata.clone()));
         }
+        if let Err(e) = fed {
+            return Ok(Prefix::NotJson(e));
+        }
     }
     if scanner.is_complete() {
         // A whole, small JSON document with no metadata block (e.g. `{}` or `[]`).
         return Ok(Prefix::NotFirst);
+    }
+    if total >= PREFIX_LIMIT {
+        return Ok(Prefix::TooLong);
     }
     Ok(match scanner.finish() {
         Err(e) if e.kind != super::scan::SyntaxErrorKind::UnexpectedEnd => Prefix::NotJson(e),
@@ -214,6 +228,37 @@ mod tests {
         assert_eq!(m.kind(), Some((Kind::RunResults, "v6".to_string())));
     }
 
+    /// A reader handing out `step` bytes a call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_how_the_bytes_arrive() {
+        // Found by the fuzz target metadata_prefix: read whole, the control character after the
+        // first key was reported; read a byte at a time, "metadata is not first" was.
+        for doc in [
+            &b"{\"a\": \"\x01\"}"[..],
+            b"{\"metadata\": {\"invocation_id\": \"x\"}, \"b\": \x01",
+            // Also found by it: a repeated metadata block was read into the first when both
+            // came in one read.
+            b"{\"metadata\": {\"env\": {}}, \"metadata\": {\"invocation_id\": \"c7\"}}",
+        ] {
+            let whole = format!("{:?}", read_prefix(&mut &doc[..]).unwrap());
+            for step in 1..=doc.len() {
+                let chunked = format!("{:?}", read_prefix(&mut Trickle(doc, step)).unwrap());
+                assert_eq!(whole, chunked, "{step}-byte reads of {doc:?}");
+            }
+        }
+    }
+
     #[test]
     fn tells_apart_missing_block_non_json_and_cut_files() {
         assert!(matches!(
@@ -235,5 +280,10 @@ models: []"
         assert!(
             matches!(read(" "), Prefix::NotJson(e) if e.kind == crate::artifacts::scan::SyntaxErrorKind::Empty)
         );
+        let huge = format!(
+            r#"{{"metadata": {{"env": {{"X": "{}"}}, "invocation_id": "ab"}}}}"#,
+            "x".repeat(PREFIX_LIMIT)
+        );
+        assert!(matches!(read(&huge), Prefix::TooLong));
     }
 }

@@ -133,8 +133,10 @@ pub enum ArtifactError {
     },
     #[error("cannot read {path}: {source}", path = .path.display())]
     Unreadable { path: PathBuf, source: io::Error },
-    #[error("{path} is empty (0 bytes)", path = .path.display())]
-    Empty { path: PathBuf },
+    #[error("{path} is empty ({})", if *.len == 0 { "0 bytes".to_string() } else { format!("{} of whitespace only", crate::units::count(*.len, "byte")) }, path = .path.display())]
+    Empty { path: PathBuf, len: u64 },
+    #[error("{path} has a metadata block larger than {} MiB; dbt writes one of well under 1 KiB", metadata::PREFIX_LIMIT >> 20, path = .path.display())]
+    MetadataTooLarge { path: PathBuf },
     #[error("{path} is not complete JSON: {error}", path = .path.display())]
     NotJson {
         path: PathBuf,
@@ -188,7 +190,9 @@ impl Failure for ArtifactError {
                  and run again. Otherwise re-run the dbt command that wrote the file"
                     .into()
             }
-            ArtifactError::NotDbtArtifact { .. } | ArtifactError::WrongKind { .. } => {
+            ArtifactError::NotDbtArtifact { .. }
+            | ArtifactError::WrongKind { .. }
+            | ArtifactError::MetadataTooLarge { .. } => {
                 "pass the manifest.json and run_results.json that dbt writes side by side in its target folder"
                     .into()
             }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Error, Output, connect, finish, interruptible};
 use crate::api::Client;
 use crate::artifacts;
-use crate::config::{ArtifactInput, ConnectionInput, Id};
+use crate::config::{ArtifactInput, ConnectionInput, Id, without_userinfo};
 use crate::exit::{self, ExitCode, Failure, OnApiError};
 use crate::logging::print_stdout;
 use crate::report::OutputFormat;
@@ -147,15 +147,6 @@ fn render(checks: &[Check], code: ExitCode) -> Output {
 }
 
 /// `scheme://user:password@host` → `scheme://***@host`.
-fn without_credentials(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
@@ -211,7 +202,7 @@ async fn checks(input: &Input) -> Vec<Check> {
 fn proxy() -> Check {
     let proxies: Vec<String> = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"]
         .iter()
-        .filter_map(|name| env(name).map(|v| format!("{name}={}", without_credentials(&v))))
+        .filter_map(|name| env(name).map(|v| format!("{name}={}", without_userinfo(&v))))
         .collect();
     let detail = if proxies.is_empty() {
         "none: connecting directly".into()
@@ -231,6 +222,15 @@ fn certificates(connection: &ConnectionInput) -> Check {
         (None, Some(file), _) => format!("{file} (SSL_CERT_FILE)"),
         (None, None, Some(dir)) => format!("{dir} (SSL_CERT_DIR)"),
         (None, None, None) => "the system's certificate store".into(),
+    };
+    let detail = match (&connection.client_cert, &connection.client_key) {
+        (Some(cert), Some(key)) => format!(
+            "{detail}; client certificate {} with the key {}",
+            cert.display(),
+            key.display()
+        ),
+        (Some(cert), None) => format!("{detail}; client certificate {}", cert.display()),
+        _ => detail,
     };
     Check::new("certificates", Status::Info, detail)
 }
@@ -328,22 +328,5 @@ async fn check_artifacts(input: &ArtifactInput) -> Check {
             ),
         ),
         Err(e) => Check::failed(NAME, &e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_credentials_are_hidden() {
-        assert_eq!(
-            without_credentials("http://me:s3cret@proxy:3128"),
-            "http://***@proxy:3128"
-        );
-        assert_eq!(
-            without_credentials("http://proxy:3128"),
-            "http://proxy:3128"
-        );
     }
 }

@@ -90,7 +90,17 @@ impl Failure for Error {
 
 /// A client for the connection, with the host's warnings logged once.
 pub fn connect(input: &ConnectionInput) -> Result<(Client, Connection, Vec<String>), Error> {
+    connect_after(input, |_| {})
+}
+
+/// [`connect`], calling `first` with the resolved connection before anything is printed (a
+/// runner is told to mask the key before any log line, even a TLS library's at -vvv).
+pub fn connect_after(
+    input: &ConnectionInput,
+    first: impl FnOnce(&Connection),
+) -> Result<(Client, Connection, Vec<String>), Error> {
     let (connection, warnings) = input.resolve()?;
+    first(&connection);
     for warning in &warnings {
         tracing::warn!("{warning}");
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Error, connect, run_pipeline, sink_for};
+use super::{Error, connect_after, run_pipeline, sink_for};
 use crate::api::Client;
 use crate::config::{ArtifactInput, ArtifactPaths, ConfigError, ConnectionInput, Id};
 use crate::exit::{ExitCode, OnApiError};
@@ -66,10 +66,11 @@ pub fn sinks(input: &Input, primary: Box<dyn Sink + Send + Sync>) -> Box<dyn Sin
 /// The client, and the checks every pipeline needs before anything is sent. On a GitHub runner
 /// the key is masked first, before anything else is printed. Returns the connection's warnings.
 pub fn prepare_client(input: &Input) -> Result<(Client, Vec<String>), Error> {
-    let (client, resolved, warnings) = connect(&input.connection)?;
-    if on_github_runner() {
-        github::mask(&resolved.key);
-    }
+    let (client, _, warnings) = connect_after(&input.connection, |resolved| {
+        if on_github_runner() {
+            github::mask(&resolved.key);
+        }
+    })?;
     // Found out before anything is sent, not after the upload a CI job wanted reported.
     if let Some(path) = &input.junit {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty());

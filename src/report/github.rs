@@ -15,6 +15,7 @@ use crate::artifacts::{Level, TestResult};
 use crate::config::ApiKey;
 use crate::logging::print_workflow_commands;
 use crate::units::{count, format_duration, human_bytes};
+use sha2::Digest as _;
 
 /// GitHub's limit for one step's summary.
 const SUMMARY_LIMIT: usize = 1024 * 1024;
@@ -223,14 +224,9 @@ impl GitHub {
     }
 
     fn write_report_file(&self, report: &Report) -> Option<PathBuf> {
-        let name = format!(
-            "dbt-secoda-report-{}.json",
-            report
-                .invocation_id
-                .clone()
-                .unwrap_or_else(|| std::process::id().to_string())
-        );
-        let path = self.report_dir.join(name);
+        let path = self
+            .report_dir
+            .join(report_file_name(report.invocation_id.as_deref()));
         let text = crate::logging::redact(&report.to_json());
         match std::fs::write(&path, text) {
             Ok(()) => Some(path),
@@ -240,6 +236,35 @@ impl GitHub {
             }
         }
     }
+}
+
+/// `dbt-secoda-report-ID.json`. The invocation id comes from the artifacts, which anyone can
+/// edit: one that is not a plain id (dbt writes a UUID) is named by a hash of it instead, so it
+/// can never climb out of the folder (`../`) or name a file a shell would trip on.
+fn report_file_name(invocation_id: Option<&str>) -> String {
+    let name = match invocation_id {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            id.to_string()
+        }
+        Some(id) => {
+            let digest = sha2::Sha256::digest(id.as_bytes());
+            format!(
+                "id-{}",
+                digest[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            )
+        }
+        None => std::process::id().to_string(),
+    };
+    format!("dbt-secoda-report-{name}.json")
 }
 
 fn append(path: &Path, text: &str, what: &str) {
@@ -304,7 +329,7 @@ fn summary_head(report: &Report) -> String {
     );
     let _ = writeln!(out, "| | |\n| --- | --- |");
     if let Some(id) = &report.invocation_id {
-        let _ = writeln!(out, "| invocation | `{id}` |");
+        let _ = writeln!(out, "| invocation | `{}` |", cell(&id.replace('`', "'")));
     }
     if let Some(dbt) = &report.dbt {
         let command = dbt

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::style::Paint;
-use crate::units::clip;
+use crate::units::{clip, printable};
 
 /// Widest cell shown; longer ones are clipped with "…".
 const MAX_CELL: usize = 60;
@@ -14,7 +14,8 @@ const MAX_CELL: usize = 60;
 /// Renders the table; the header is bold where `paint` allows.
 pub fn table(header: &[&str], rows: &[Vec<String>], paint: Paint) -> String {
     let cell = |text: &str| {
-        let one_line = text.replace(['\n', '\r'], " ");
+        // Names and descriptions come from the server: nothing in them may drive the terminal.
+        let one_line = printable(text);
         if one_line.chars().count() > MAX_CELL {
             clip(&one_line, MAX_CELL - 1)
         } else {

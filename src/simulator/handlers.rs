@@ -89,10 +89,7 @@ pub(super) async fn dispatch(
                         "Integration sync already in progress.",
                     )
                 }),
-                _ => Ok(reply(
-                    StatusCode::OK,
-                    serde_json::to_value(shared.state().answer(&id, now)).unwrap_or_default(),
-                )),
+                _ => Ok(reply(StatusCode::OK, shared.state().answer_json(&id, now))),
             }
         }
         _ => Ok(super::http::html_not_found()),

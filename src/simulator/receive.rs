@@ -201,7 +201,6 @@ pub(super) async fn upload_artifacts(
     let mut first_byte_unix = None;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            shared.state().received(&path, received);
             return Err(Dropped("aborted"));
         };
         let Ok(data) = frame.into_data() else {
@@ -209,8 +208,9 @@ pub(super) async fn upload_artifacts(
         };
         first_byte_unix.get_or_insert_with(unix_now);
         received += data.len() as u64;
+        // Counted as it arrives, so /_simulator/state shows an upload in progress.
+        shared.state().received(&path, data.len() as u64);
         if cut_at.is_some_and(|cut| received > cut) {
-            shared.state().received(&path, received);
             return Err(Dropped("reset"));
         }
         if let Some(rate) = read_rate {
@@ -220,7 +220,6 @@ pub(super) async fn upload_artifacts(
         form.push(&data).await;
     }
     let last_byte_unix = unix_now();
-    shared.state().received(&path, received);
     if form.malformed || !form.parser.is_done() {
         form.end_part().await;
         return Ok(bad_multipart());

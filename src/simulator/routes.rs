@@ -145,11 +145,17 @@ fn injected_failure(shared: &Shared, req: &Request<Incoming>) -> Option<Reply> {
         return None;
     }
     let code = state.options.fail_status;
+    let retry_after = !state.options.fail_without_retry_after;
+    let text = state
+        .options
+        .fail_detail
+        .clone()
+        .unwrap_or_else(|| "Simulated failure (--fail-requests).".into());
     drop(state);
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = detail(status, "Simulated failure (--fail-requests).");
+    let mut response = detail(status, &text);
     let headers = response.headers_mut();
-    if matches!(code, 429 | 503) {
+    if retry_after && matches!(code, 429 | 503) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if status.is_redirection() {

@@ -32,10 +32,16 @@ pub struct Options {
     pub conflicts: u32,
     pub fail_requests: u32,
     pub fail_status: u16,
+    /// The `detail` text of those answers.
+    pub fail_detail: Option<String>,
+    /// Those answers carry no Retry-After, even 429 and 503 (a proxy's own).
+    pub fail_without_retry_after: bool,
     /// Only requests whose path contains this count towards `fail_requests`.
     pub fail_path: Option<String>,
     /// Every sync ends with this answer, whatever the upload says.
     pub fixed_answer: Option<Entities>,
+    /// Once a sync has ended, failing_tests answers this JSON as it is, whatever its shape.
+    pub raw_answer: Option<Value>,
     /// Uploads are read no faster than this (a slow link).
     pub upload_bytes_per_second: Option<u64>,
     pub rate_limit: Option<u32>,
@@ -60,8 +66,11 @@ impl Options {
             conflicts: 0,
             fail_requests: 0,
             fail_status: 503,
+            fail_detail: None,
+            fail_without_retry_after: false,
             fail_path: None,
             fixed_answer: None,
+            raw_answer: None,
             upload_bytes_per_second: None,
             rate_limit: None,
             rate_window: Duration::from_secs(60),
@@ -165,6 +174,8 @@ struct Sync {
     /// The answer the running sync will leave; None when it has no upload to read (it fails).
     pending: Option<Entities>,
     answer: Entities,
+    /// A sync has ended since the simulator started.
+    ended: bool,
 }
 
 /// Everything the simulator knows.
@@ -285,6 +296,7 @@ impl State {
         let sync = self.syncs.entry(integration.to_string()).or_default();
         if sync.running_until.is_some_and(|until| now >= until) {
             sync.running_until = None;
+            sync.ended = true;
             if let Some(answer) = sync.pending.take() {
                 sync.answer = answer;
             }
@@ -327,9 +339,15 @@ impl State {
         true
     }
 
-    /// GET failing_tests/: the last finished sync's answer.
-    pub fn answer(&mut self, integration: &str, now: Instant) -> Entities {
-        self.sync(integration, now).answer.clone()
+    /// GET failing_tests/ as sent: the last finished sync's answer, or `--raw-answer` once a
+    /// sync has ended.
+    pub fn answer_json(&mut self, integration: &str, now: Instant) -> Value {
+        let raw = self.options.raw_answer.clone();
+        let sync = self.sync(integration, now);
+        match raw {
+            Some(raw) if sync.ended => raw,
+            _ => serde_json::to_value(&sync.answer).unwrap_or_default(),
+        }
     }
 
     /// DELETE an integration and everything it brought in.
@@ -440,11 +458,14 @@ mod tests {
             !state.trigger("dbt-1", t0 + Duration::from_secs(1)),
             "409 while running"
         );
+        let answer = |state: &mut State, at| {
+            serde_json::from_value::<Entities>(state.answer_json("dbt-1", at)).unwrap()
+        };
         assert_eq!(
-            state.answer("dbt-1", t0 + Duration::from_secs(1)),
+            answer(&mut state, t0 + Duration::from_secs(1)),
             Entities::default()
         );
-        assert_eq!(state.answer("dbt-1", t0 + Duration::from_secs(2)), failing);
+        assert_eq!(answer(&mut state, t0 + Duration::from_secs(2)), failing);
         assert!(state.trigger("dbt-1", t0 + Duration::from_secs(3)));
     }
 

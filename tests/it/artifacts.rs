@@ -4,9 +4,11 @@ use std::path::Path;
 
 use crate::support::*;
 
-/// Runs an upload of `target` and checks it is refused before anything reaches Secoda.
+/// Runs an upload of `target` and checks it is refused before anything reaches Secoda; returns
+/// the last stderr.
 fn refused(target: &Path, expect_in_message: &[&str]) -> String {
     let sim = Simulator::start(&[]);
+    let mut last = String::new();
     for wait in [true, false] {
         let mut cmd = sim.upload(target);
         if !wait {
@@ -25,6 +27,7 @@ fn refused(target: &Path, expect_in_message: &[&str]) -> String {
             assert!(err.contains(part), "{part:?} not in {err}");
         }
         assert!(err.contains("hint: "), "{err}");
+        last = err;
     }
     let state = sim.state();
     assert_eq!(state["uploads"], serde_json::json!([]));
@@ -34,7 +37,7 @@ fn refused(target: &Path, expect_in_message: &[&str]) -> String {
         "nothing reaches Secoda: {}",
         state["requests"]
     );
-    String::new()
+    last
 }
 
 fn demo(file: &str) -> std::path::PathBuf {
@@ -99,7 +102,34 @@ fn truncated_files_are_refused_wherever_the_cut_is() {
 fn an_empty_file_is_refused() {
     let target = target_with(Some(&demo("manifest.json")), None);
     std::fs::write(target.path().join("run_results.json"), "").unwrap();
-    refused(target.path(), &["run_results.json is empty"]);
+    refused(target.path(), &["run_results.json is empty (0 bytes)"]);
+    // Not "0 bytes" when there are some: it holds whitespace only.
+    std::fs::write(target.path().join("run_results.json"), " \n\t\n").unwrap();
+    refused(
+        target.path(),
+        &["run_results.json is empty (4 bytes of whitespace only)"],
+    );
+}
+
+#[test]
+fn a_metadata_block_over_1_mib_is_named_as_such_not_as_truncated() {
+    // The file ends with '}' as a complete artifact does; only its metadata block is absurd.
+    let manifest = std::fs::read_to_string(demo("manifest.json")).unwrap();
+    let huge = manifest.replacen(
+        "\"metadata\": {",
+        &format!(
+            "\"metadata\": {{\"env\": {{\"BIG\": \"{}\"}}, ",
+            "x".repeat(1 << 20)
+        ),
+        1,
+    );
+    let target = target_with(None, Some(&demo("run_results.json")));
+    std::fs::write(target.path().join("manifest.json"), huge).unwrap();
+    let message = refused(
+        target.path(),
+        &["manifest.json has a metadata block larger than 1 MiB"],
+    );
+    assert!(!message.contains("truncated"));
 }
 
 #[test]

@@ -520,3 +520,66 @@ fn text_from_dbt_cannot_forge_workflow_commands() {
     // dbt-secoda's own annotation carries the message, escaped, as data.
     assert_eq!(commands.iter().filter(|c| c.command == "error").count(), 4);
 }
+
+#[test]
+fn escape_sequences_in_a_servers_error_text_are_shown_never_obeyed() {
+    // A server's error text with a terminal title, a screen clear, a colour and a bell: printed
+    // raw, it would rewrite the CI log's terminal and the job summary.
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "1",
+        "--fail-status",
+        "400",
+        "--fail-path",
+        "upload_artifacts",
+        "--fail-detail",
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mbad\u{202e}txt",
+    ]);
+    let runner = Runner::new();
+    let target = failing_build();
+    let mut cmd = sim.upload(target.path());
+    cmd.arg("--no-wait");
+    runner.env(&mut cmd);
+    let output = expect_exit(&mut cmd, 4);
+    let summary = std::fs::read_to_string(runner.summary()).unwrap();
+    for (name, text) in [
+        ("stdout", stdout(&output)),
+        ("stderr", stderr(&output)),
+        ("summary", summary),
+    ] {
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+            "{name} carries raw control characters: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}[31mbad"), "{name}: {text}");
+    }
+}
+
+#[test]
+fn an_invocation_id_that_is_not_an_id_never_names_a_file_outside_runner_temp() {
+    // The artifacts are the user's (or anyone's who can write the target folder): an invocation
+    // id of "../../x" must not put the report file anywhere but $RUNNER_TEMP.
+    let sim = Simulator::start(&[]);
+    let target = failing_build();
+    for name in ["manifest.json", "run_results.json"] {
+        edit_text(
+            target.path(),
+            name,
+            "\"invocation_id\"",
+            "87cda89b-966f-40a0-931b-9a6cae8c6fc1",
+            "../../escaped-report",
+        );
+    }
+    let runner = Runner::new();
+    let mut cmd = sim.upload(target.path());
+    cmd.arg("--no-wait");
+    runner.env(&mut cmd);
+    expect_exit(&mut cmd, 1);
+    let report = PathBuf::from(&runner.outputs()["report"]);
+    assert_eq!(report.parent(), Some(runner.temp().as_path()), "{report:?}");
+    let name = report.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("dbt-secoda-report-id-"), "{name}");
+    assert!(report.is_file());
+    assert!(!runner.dir.path().join("escaped-report.json").exists());
+    assert_eq!(runner.outputs()["invocation-id"], "../../escaped-report");
+}

@@ -132,3 +132,65 @@ fn the_readme_opens_with_the_two_commands_then_the_action_and_the_container() {
     assert!(readme.find("cargo run --release -- demo").unwrap() < action.min(container));
     assert!(readme[action..].contains("if: always()"));
 }
+
+/// The tests docs/reliability.md names: `module::test` (tests/it/module.rs), `src/….rs::test` (a
+/// unit test) and `fuzz/….rs` (a fuzz target), from the last column of its tables.
+fn reliability_references() -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(repo().join("docs/reliability.md")).unwrap();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        if !line.starts_with("| ") || cells.len() < 4 || line.starts_with("| ---") {
+            continue;
+        }
+        let held_by = cells[cells.len() - 1].trim_end_matches(" |");
+        if held_by == "held by" {
+            continue;
+        }
+        let names: Vec<&str> = held_by
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert!(
+            !names.is_empty(),
+            "docs/reliability.md:{}: no test named",
+            i + 1
+        );
+        found.extend(names.into_iter().map(|n| (i + 1, n.to_string())));
+    }
+    found
+}
+
+#[test]
+fn every_test_docs_reliability_names_exists() {
+    let references = reliability_references();
+    let rows: std::collections::BTreeSet<usize> = references.iter().map(|(l, _)| *l).collect();
+    for (line, name) in &references {
+        let (file, test) = match name.split_once(".rs::") {
+            Some((file, test)) => (repo().join(format!("{file}.rs")), Some(test)),
+            None if name.starts_with("fuzz/") => (repo().join(name), None),
+            None => {
+                let (module, test) = name
+                    .split_once("::")
+                    .unwrap_or_else(|| panic!("docs/reliability.md:{line}: {name:?}"));
+                (repo().join(format!("tests/it/{module}.rs")), Some(test))
+            }
+        };
+        let source = std::fs::read_to_string(&file)
+            .unwrap_or_else(|_| panic!("docs/reliability.md:{line}: {name}: no {file:?}"));
+        if let Some(test) = test {
+            assert!(
+                source.contains(&format!("fn {test}()")),
+                "docs/reliability.md:{line}: {name} is not a test in {}",
+                file.display()
+            );
+        }
+    }
+    println!(
+        "docs/reliability.md: {} cases, {} tests named",
+        rows.len(),
+        references.len()
+    );
+}

@@ -134,6 +134,25 @@ fn rate_limits_are_retried_after_the_time_secoda_asks_for() {
 }
 
 #[test]
+fn rate_limits_without_retry_after_are_retried_with_the_backoff() {
+    // A proxy's 429 (or a 503) often says nothing about when to come back: the backoff decides.
+    let sim = Simulator::start(&[
+        "--fail-requests",
+        "2",
+        "--fail-status",
+        "429",
+        "--fail-path",
+        "upload_artifacts",
+        "--fail-without-retry-after",
+    ]);
+    let target = failing_build();
+    let output = expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
+    assert_eq!(sim.requests(&upload_path()), 3, "{}", stderr(&output));
+    assert_eq!(stderr(&output).matches("retrying in").count(), 2);
+    assert_eq!(sim.state()["uploads"].as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn the_simulators_rate_limit_answers_429_with_retry_after() {
     let sim = Simulator::start(&["--rate-limit", "1"]);
     let auth = format!("Bearer {KEY}");
@@ -579,4 +598,109 @@ fn ctrl_c_during_an_upload_stops_its_reading_too() {
     assert_eq!(code, Some(130));
     // Not the runtime's 1 s grace for a reading thread nobody stopped.
     assert!(took < Duration::from_millis(900), "{took:?}");
+}
+
+#[test]
+fn a_connection_closed_mid_body_is_retried_at_once_not_after_the_stall_timeout() {
+    // The server drops the connection half way through a 16 MiB upload (a server killed behind
+    // a relay that then closes). The reading thread is blocked on a full channel at that moment;
+    // the attempt must end with the connection, not when --stall-timeout (longer than
+    // --retry-timeout here) notices that nothing moves: then there would be no second attempt.
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(16 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&["--reset-uploads", "1"]);
+    let output = expect_exit(
+        sim.upload(target.path()).args([
+            "--no-wait",
+            "--output",
+            "json",
+            "--stall-timeout",
+            "3m",
+            "--retry-timeout",
+            "2m",
+        ]),
+        1,
+    );
+    let state = sim.state();
+    assert_eq!(state["resets_served"], 1);
+    let by_status = &state["requests"][upload_path().as_str()];
+    assert_eq!(by_status["reset"], 1, "{by_status}");
+    assert_eq!(by_status["200"], 1, "{by_status}");
+    let uploads = state["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        uploads[0]["manifest_sha256"],
+        sha256(&target.path().join("manifest.json"))
+    );
+    assert_eq!(json_report(&output)["uploaded"]["attempts"], 2);
+    assert!(!stderr(&output).contains("stalled"), "{}", stderr(&output));
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_nothing_half_received_and_a_rerun_sends_it_whole() {
+    let target = target_with(None, Some(&demo_artifacts().join("run_results.json")));
+    std::fs::write(
+        target.path().join("manifest.json"),
+        padded_manifest(16 << 20, None),
+    )
+    .unwrap();
+    let sim = Simulator::start(&["--upload-bytes-per-second", "1000000"]);
+    let exe = assert_cmd::cargo::cargo_bin("dbt-secoda");
+    let mut child = clean_command(exe)
+        .env("SECODA_API_KEY", KEY)
+        .args(["upload", "--no-wait", "--api-url", &sim.url])
+        .args(["--integration-id", INTEGRATION, "--target-dir"])
+        .arg(target.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the server has read a few hundred KB of the body.
+    let started = Instant::now();
+    let received = || {
+        sim.state()["received_bytes"][upload_path().as_str()]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    while received() < 300_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            sim.state()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server sees the connection end mid-body: nothing recorded, nothing synced.
+    while sim.requests(&upload_path()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            sim.state()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = sim.state();
+    assert_eq!(state["uploads"], serde_json::json!([]));
+    assert_eq!(state["triggers"], 0);
+    assert_eq!(
+        state["requests"][upload_path().as_str()]["aborted"],
+        1,
+        "{state}"
+    );
+
+    // Run again (at full speed): the pair goes whole.
+    let sim = Simulator::start(&[]);
+    expect_exit(sim.upload(target.path()).arg("--no-wait"), 1);
+    let uploads = sim.state()["uploads"].clone();
+    assert_eq!(uploads.as_array().unwrap().len(), 1);
+    assert_eq!(
+        uploads[0]["manifest_sha256"],
+        sha256(&target.path().join("manifest.json"))
+    );
 }

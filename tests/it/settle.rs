@@ -338,3 +338,53 @@ fn a_run_without_test_outcomes_does_not_wait_for_the_answer() {
         "{text}"
     );
 }
+
+#[test]
+fn an_answer_of_an_undocumented_shape_never_passes_the_gate() {
+    // A passing build, so the local results alone would exit 0. After the sync, Secoda names a
+    // failing entity in a shape the API does not document: read leniently that was "no entity
+    // fails" and CI went green. Each is an answer not understood: exit 4, saying what came.
+    let target = passing_build();
+    for (raw, says) in [
+        (
+            r#"{"failing": "model.fernleaf.dim_customers", "warning": []}"#,
+            "\"failing\" as a list, got a string",
+        ),
+        (
+            r#"{"failing": {"model.fernleaf.dim_customers": 1}, "warning": []}"#,
+            "\"failing\" as a list, got an object",
+        ),
+        (
+            r#"{"failing_entities": ["model.fernleaf.dim_customers"], "warning": []}"#,
+            "got the keys failing_entities, warning",
+        ),
+        (
+            r#"{"failing": [], "warning": [42]}"#,
+            "entity names in \"warning\"",
+        ),
+    ] {
+        // The sync ends at once: the first answer after the trigger is the raw one.
+        let sim = Simulator::start(&["--raw-answer", raw, "--sync-seconds", "0"]);
+        let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 4);
+        let report = json_report(&output);
+        assert_eq!(report["result"], "error", "{report}");
+        let message = report["error"]["message"].as_str().unwrap();
+        assert!(message.contains("failing_tests/"), "{message}");
+        assert!(message.contains(says), "{raw}: {message}");
+        assert_eq!(sim.state()["triggers"], 1, "it got as far as the wait");
+
+        // --on-api-error warn makes it a loud warning, never an OK answer from Secoda.
+        let output = expect_exit(
+            sim.upload(target.path())
+                .args(["--output", "json", "--on-api-error", "warn"]),
+            0,
+        );
+        let report = json_report(&output);
+        assert!(report["secoda"]["failing"].is_null(), "{report}");
+        assert!(
+            report["warnings"][0].as_str().unwrap().contains(says),
+            "{}",
+            report["warnings"]
+        );
+    }
+}

@@ -295,3 +295,44 @@ fn the_rest_of_the_integrations_api_is_served() {
         404
     );
 }
+
+#[test]
+fn a_repeated_key_is_read_as_pythons_json_reads_it_the_last_value_wins() {
+    // Django REST Framework parses with Python's json, which takes a repeated key's last value;
+    // the simulator once refused such a file with 400 ("duplicate field"), kinder to no one.
+    // Here a passing test's status is given twice, the last time "fail", and the manifest
+    // repeats a node's name: the upload is accepted, and Secoda names the test's entity failing,
+    // as the client reads it too.
+    let target = passing_build();
+    let test = "test.fernleaf.source_not_null_shop_customers_customer_id.d9374bbd1c";
+    crate::ci_reports::edit_text(
+        target.path(),
+        "run_results.json",
+        "\"results\"",
+        "\"status\": \"pass\"",
+        "\"status\": \"pass\", \"status\": \"fail\"",
+    );
+    crate::ci_reports::edit_text(
+        target.path(),
+        "manifest.json",
+        "\"source.fernleaf.shop.customers\": {",
+        "\"name\": \"customers\"",
+        "\"name\": \"first-name\", \"name\": \"customers\"",
+    );
+    let sim = Simulator::start(&[]);
+    let output = expect_exit(sim.upload(target.path()).args(["--output", "json"]), 1);
+    let state = sim.state();
+    let uploads = state["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 1, "{}", state["requests"]);
+    assert_eq!(
+        uploads[0]["answer"]["failing"],
+        serde_json::json!(["source.fernleaf.shop.customers"])
+    );
+    let report = json_report(&output);
+    assert_eq!(report["test_summary"]["failing"], 1, "{report}");
+    assert_eq!(report["tests"][0]["unique_id"], test, "{report}");
+    assert_eq!(
+        report["secoda"]["failing"],
+        serde_json::json!(["source.fernleaf.shop.customers"])
+    );
+}

@@ -359,3 +359,14 @@ pub fn have_tool(program: &str) -> bool {
     }
     found
 }
+
+/// `127.0.0.1:PORT` with a port the kernel just handed out, for a peer that must be told its
+/// address in advance (tinyproxy, `--health-listen` when the test must know where). Free enough:
+/// nothing else on the machine asks for that port in the meantime.
+pub fn free_loopback_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    format!(
+        "127.0.0.1:{}",
+        listener.local_addr().expect("its address").port()
+    )
+}
