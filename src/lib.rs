@@ -21,6 +21,7 @@ mod exit;
 mod files;
 mod imports;
 mod logging;
+mod manual;
 mod pipeline;
 mod report;
 mod settle;
