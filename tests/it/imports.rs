@@ -349,3 +349,64 @@ fn a_100_mb_csv_is_checked_in_constant_memory() {
         "peak RSS {peak_kb} KiB for a 100 MB file"
     );
 }
+
+#[test]
+fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent() {
+    let sim = Simulator::start(&[]);
+    let id = json_report(&expect_exit(
+        &mut sim.cli(&["integrations", "create", "--name", "x", "--output", "json"]),
+        0,
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let columns = dir.path().join("columns.jsonl");
+    std::fs::write(
+        &columns,
+        concat!(
+            r#"{"entity_type": "column", "databuilder_id": "shop.sales.orders.id", "parent_databuilder_id": "shop.sales.orders", "type": "int"}"#,
+            "\n",
+            r#"{"entity_type": "column", "databuilder_id": "shop.sales.orders.total", "parent_databuilder_id": "shop.sales.orders", "type": "int"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let lineages = dir.path().join("lineages.jsonl");
+    std::fs::write(
+        &lineages,
+        concat!(
+            r#"{"from_identifier": {"type": "internal_resource", "databuilder_id": "shop.sales.orders"}, "#,
+            r#""to_identifier": {"type": "internal_resource", "databuilder_id": "shop.sales.orders.total"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let import = |extra: &[&str]| {
+        let mut cmd = sim.cli(&["integrations", "import-jsonl", &id, "--resources"]);
+        cmd.arg(&columns).arg("--lineages").arg(&lineages).args(extra);
+        cmd
+    };
+
+    // Undeclared, the parent is refused before anything is sent.
+    let refused = expect_exit(&mut import(&[]), 3);
+    assert_stderr_contains(&refused, "declare it with --external-parent");
+    assert_eq!(sim.state()["imports"], serde_json::json!([]));
+
+    // Declared, it is sent, and Secoda's side takes it: the request carries only the files.
+    let sent = expect_exit(
+        &mut import(&["--external-parent", "shop.sales.orders"]),
+        0,
+    );
+    assert!(
+        stdout(&sent).contains("imported into integration"),
+        "{}{}",
+        stdout(&sent),
+        stderr(&sent)
+    );
+    let imports = sim.state()["imports"].clone();
+    assert_eq!(imports.as_array().unwrap().len(), 1, "{imports}");
+    assert_eq!(imports[0]["import"]["resources"], 2);
+    assert_eq!(imports[0]["import"]["outside_parents"], 1);
+    assert_eq!(imports[0]["import"]["lineages"], 1);
+}
