@@ -410,3 +410,38 @@ fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent
     assert_eq!(imports[0]["import"]["outside_parents"], 1);
     assert_eq!(imports[0]["import"]["lineages"], 1);
 }
+
+#[test]
+fn the_hint_of_an_invalid_file_points_at_the_docs_of_this_version() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrations.md"))
+        .unwrap();
+    // GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes.
+    let anchors: Vec<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    let page = format!(
+        "{}/blob/v{}/docs/integrations.md#",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let csv = check_csv(b"database,schema\nshop,sales\n");
+    let jsonl = check_jsonl("{\"entity_type\": \"table\"}\n", None, &[]);
+    for (code, err) in [csv, jsonl] {
+        assert_eq!(code, 3, "{err}");
+        assert!(!err.contains(" docs/integrations.md"), "{err}");
+        let url = err
+            .split_whitespace()
+            .find(|w| w.starts_with(&page))
+            .unwrap_or_else(|| panic!("no link to {page}: {err}"));
+        let anchor = &url[page.len()..];
+        assert!(anchors.iter().any(|a| a == anchor), "{anchor} is no heading of docs/integrations.md");
+    }
+}
