@@ -130,5 +130,6 @@ fn the_readme_opens_with_the_two_commands_then_the_action_and_the_container() {
         .find("\n## Container\n")
         .expect("a Container section");
     assert!(readme.find("cargo run --release -- demo").unwrap() < action.min(container));
-    assert!(readme[action..].contains("if: always()"));
+    // Reports after a failed build, but not after a cancelled job.
+    assert!(readme[action..].contains("if: ${{ !cancelled() }}"));
 }
