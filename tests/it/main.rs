@@ -16,6 +16,7 @@ mod imports;
 mod integrations;
 mod network;
 mod real_world;
+mod release;
 mod security;
 mod settle;
 mod shell;
