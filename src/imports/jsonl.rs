@@ -366,7 +366,9 @@ impl Resources {
         let mut outside = HashSet::new();
         for r in &self.references {
             let in_file = self.known.types.get(&r.parent);
-            if in_file.is_none() && (self.known.any_outside || self.known.external.contains(&r.parent)) {
+            if in_file.is_none()
+                && (self.known.any_outside || self.known.external.contains(&r.parent))
+            {
                 outside.insert(r.parent);
                 continue;
             }
@@ -571,7 +573,8 @@ mod tests {
 
     #[test]
     fn a_valid_file_with_children_before_parents_passes() {
-        let (summary, known) = validate_resources(RESOURCES.as_bytes(), Outside::Declared(&[])).unwrap();
+        let (summary, known) =
+            validate_resources(RESOURCES.as_bytes(), Outside::Declared(&[])).unwrap();
         assert_eq!(summary.resources, 7);
         assert_eq!(summary.by_type["column"], 1);
         assert!(known.has("db.s.t"));
@@ -676,7 +679,11 @@ mod tests {
             r#"{"entity_type": "column", "databuilder_id": "c", "parent_databuilder_id": "s"}"#
         );
         let problems = validate_resources(wrong.as_bytes(), Outside::Any).unwrap_err();
-        assert!(problems.listed[0].message.contains("is a schema, not a table"));
+        assert!(
+            problems.listed[0]
+                .message
+                .contains("is a schema, not a table")
+        );
     }
 
     #[test]

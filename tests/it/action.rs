@@ -408,7 +408,11 @@ fn a_release_whose_checksum_does_not_match_is_not_installed() {
         "{}",
         install.stderr
     );
-    assert_eq!(run.ran(), ["key", "install"], "the upload step does not run");
+    assert_eq!(
+        run.ran(),
+        ["key", "install"],
+        "the upload step does not run"
+    );
     assert!(!installed(&run).exists(), "nothing is installed");
     let path = std::fs::read_to_string(run.temp.path().join("github_path")).unwrap();
     assert_eq!(path, "", "nothing is put on the PATH");

@@ -384,7 +384,10 @@ fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent
     .unwrap();
     let import = |extra: &[&str]| {
         let mut cmd = sim.cli(&["integrations", "import-jsonl", &id, "--resources"]);
-        cmd.arg(&columns).arg("--lineages").arg(&lineages).args(extra);
+        cmd.arg(&columns)
+            .arg("--lineages")
+            .arg(&lineages)
+            .args(extra);
         cmd
     };
 
@@ -394,10 +397,7 @@ fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent
     assert_eq!(sim.state()["imports"], serde_json::json!([]));
 
     // Declared, it is sent, and Secoda's side takes it: the request carries only the files.
-    let sent = expect_exit(
-        &mut import(&["--external-parent", "shop.sales.orders"]),
-        0,
-    );
+    let sent = expect_exit(&mut import(&["--external-parent", "shop.sales.orders"]), 0);
     assert!(
         stdout(&sent).contains("imported into integration"),
         "{}{}",
@@ -413,8 +413,9 @@ fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent
 
 #[test]
 fn the_hint_of_an_invalid_file_points_at_the_docs_of_this_version() {
-    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrations.md"))
-        .unwrap();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrations.md"))
+            .unwrap();
     // GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes.
     let anchors: Vec<String> = docs
         .lines()
@@ -442,6 +443,9 @@ fn the_hint_of_an_invalid_file_points_at_the_docs_of_this_version() {
             .find(|w| w.starts_with(&page))
             .unwrap_or_else(|| panic!("no link to {page}: {err}"));
         let anchor = &url[page.len()..];
-        assert!(anchors.iter().any(|a| a == anchor), "{anchor} is no heading of docs/integrations.md");
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{anchor} is no heading of docs/integrations.md"
+        );
     }
 }

@@ -90,9 +90,7 @@ fn cargo_binstall_finds_each_release_archive_and_the_binary_in_it() {
     assert_eq!(targets.len(), 5, "{targets:?}");
 
     for target in targets {
-        let overrides = sections.get(&format!(
-            "package.metadata.binstall.overrides.{target}"
-        ));
+        let overrides = sections.get(&format!("package.metadata.binstall.overrides.{target}"));
         let setting = |key: &str| {
             overrides
                 .and_then(|o| o.get(key))
@@ -115,7 +113,11 @@ fn cargo_binstall_finds_each_release_archive_and_the_binary_in_it() {
             "#!/bin/sh\n# 7z a -tzip ARCHIVE FILE...\nshift 2\nout=$1\nshift\nexec zip -q \"$out\" \"$@\"\n",
         )
         .unwrap();
-        let chmod = clean_command("chmod").arg("+x").arg(&seven).status().unwrap();
+        let chmod = clean_command("chmod")
+            .arg("+x")
+            .arg(&seven)
+            .status()
+            .unwrap();
         assert!(chmod.success());
         let path = format!("{}:/usr/bin:/bin", tools.path().display());
         let out = clean_command("bash")
@@ -143,7 +145,7 @@ fn cargo_binstall_finds_each_release_archive_and_the_binary_in_it() {
         assert!(archive.ends_with(suffix), "{archive} is not {format}");
         assert_eq!(
             entries(&job.path().join("dist").join(archive)),
-            [bin_dir.clone()],
+            [bin_dir],
             "{target}: bin-dir is the binary's path in the archive"
         );
         assert!(
