@@ -249,16 +249,21 @@ fn every_jsonl_rule_is_checked_with_its_line() {
     }
 }
 
-#[test]
-fn invalid_files_send_nothing_and_the_simulator_applies_the_same_rules() {
-    let sim = Simulator::start(&[]);
-    let id = json_report(&expect_exit(
+/// A new custom integration in `sim`: what imports go into. Its id.
+fn custom_integration(sim: &Simulator) -> String {
+    json_report(&expect_exit(
         &mut sim.cli(&["integrations", "create", "--name", "x", "--output", "json"]),
         0,
     ))["id"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn invalid_files_send_nothing_and_the_simulator_applies_the_same_rules() {
+    let sim = Simulator::start(&[]);
+    let id = custom_integration(&sim);
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
     std::fs::write(
@@ -353,13 +358,7 @@ fn a_100_mb_csv_is_checked_in_constant_memory() {
 #[test]
 fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent() {
     let sim = Simulator::start(&[]);
-    let id = json_report(&expect_exit(
-        &mut sim.cli(&["integrations", "create", "--name", "x", "--output", "json"]),
-        0,
-    ))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = custom_integration(&sim);
     let dir = tempfile::tempdir().unwrap();
     let columns = dir.path().join("columns.jsonl");
     std::fs::write(
