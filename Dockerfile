@@ -20,8 +20,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo chef cook --release --locked --target "$(uname -m)-unknown-linux-gnu" --recipe-path recipe.json
+# The dependencies as scripts/build-static builds them: the release profile, no extra flags
+# (+crt-static goes to the final link only).
+RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cp "$(scripts/build-static)" /dbt-secoda \
     && mkdir -p /rootfs/state /rootfs/dbt

@@ -829,7 +829,7 @@ async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCo
         }
         Command::Man { dir: None } => {
             let mut page = Vec::new();
-            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
+            let rendered = crate::manual::render(Cli::command(), &mut page);
             match rendered {
                 Ok(()) => {
                     logging::print_stdout(&String::from_utf8_lossy(&page));
@@ -841,7 +841,7 @@ async fn dispatch(command: Command, leaf: &ArgMatches, progress: bool) -> ExitCo
                 }
             }
         }
-        Command::Man { dir: Some(dir) } => match clap_mangen::generate_to(Cli::command(), &dir) {
+        Command::Man { dir: Some(dir) } => match crate::manual::write_all(Cli::command(), &dir) {
             Ok(()) => {
                 tracing::info!("man pages written to {}", dir.display());
                 exit::decide(None, false, OnApiError::Fail)

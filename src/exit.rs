@@ -103,11 +103,12 @@ pub fn help() -> String {
     for code in ExitCode::ALL {
         let _ = write!(text, "\n  {:<4} {}", code.code(), code.meaning());
     }
-    text.push_str(
-        "\nWhen several apply, the first of 130, 101, 2, 3, 4, 5 (4 and 5 not under --on-api-error warn), 1 wins.",
-    );
+    let _ = write!(text, "\n{PRECEDENCE}");
     text
 }
+
+/// Which code wins when several apply, in one sentence.
+pub const PRECEDENCE: &str = "When several apply, the first of 130, 101, 2, 3, 4, 5 (4 and 5 not under --on-api-error warn), 1 wins.";
 
 /// The same on one line, for `-h`.
 pub fn help_short() -> String {

@@ -22,6 +22,7 @@ mod exit;
 mod files;
 mod imports;
 mod logging;
+mod manual;
 mod pipeline;
 mod report;
 mod settle;

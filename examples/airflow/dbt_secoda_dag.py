@@ -5,16 +5,23 @@ failing build is reported too, and that task fails when tests failed); and dbt r
 astronomer-cosmos, with dbt-secoda as the Cosmos callback that sees Cosmos' temporary target
 folder before it is deleted.
 
-Needs: dbt-secoda on the workers' PATH (a release binary, or `cargo install`), and the Airflow
-Variables secoda_api_key (or a Secret backend) and secoda_integration_id.
+Needs: Airflow 3, or Airflow 2.8+ with the apache-airflow-providers-standard package (the
+BashOperator's import below); astronomer-cosmos 1.8+ for the second DAG, which is registered only
+where Cosmos is installed; dbt-secoda on the workers (`pip install dbt-secoda` into the image or
+the venv that runs dbt); and the Airflow Variables secoda_api_key (or a secrets backend) and
+secoda_integration_id.
 """
 
+import importlib.util
 from datetime import datetime
 
 from airflow import DAG
 from airflow.providers.standard.operators.bash import BashOperator
 
 DBT_PROJECT = "/opt/airflow/dbt/analytics"
+# The binary pip installed; its full path when that environment's bin folder is not on the PATH
+# (e.g. "/opt/airflow/dbt_venv/bin/dbt-secoda" for a venv of dbt's own).
+DBT_SECODA = "dbt-secoda"
 
 # Passed through the environment, never templated into the command line.
 SECODA_ENV = {
@@ -37,7 +44,7 @@ with DAG(
 
     report_to_secoda = BashOperator(
         task_id="report_to_secoda",
-        bash_command="dbt-secoda upload --output json",
+        bash_command=f"{DBT_SECODA} upload --output json",
         env=SECODA_ENV,
         append_env=True,
         # Exit 1 means tests failed: the task fails, and the log holds the report.
@@ -61,7 +68,7 @@ def report_from_cosmos(project_dir, **_context):
         "SECODA_INTEGRATION_ID": Variable.get("secoda_integration_id"),
     }
     done = subprocess.run(
-        ["dbt-secoda", "upload", "--project-dir", project_dir, "--output", "json"],
+        [DBT_SECODA, "upload", "--project-dir", project_dir, "--output", "json"],
         env=env,
         check=False,
     )
@@ -95,3 +102,7 @@ def cosmos_dag():
             callback=report_from_cosmos,
         )
     return cosmos
+
+
+if importlib.util.find_spec("cosmos") is not None:
+    cosmos_nightly = cosmos_dag()

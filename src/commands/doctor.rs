@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Error, Output, connect, finish, interruptible};
-use crate::api::Client;
+use crate::api::{ApiError, Client};
 use crate::artifacts;
 use crate::config::{ArtifactInput, ConnectionInput, Id, without_userinfo};
 use crate::exit::{self, ExitCode, Failure, OnApiError};
@@ -180,8 +180,19 @@ async fn checks(input: &Input) -> Vec<Check> {
                     ));
                 }
             } else {
-                checks.push(key_accepted(&client).await);
-                checks.push(dbt_integration(&client, input.integration.as_ref()).await);
+                let (key, refused) = key_accepted(&client).await;
+                checks.push(key);
+                if refused {
+                    // The integration's GET would be refused for the same key, with the same
+                    // answer: one line says it.
+                    checks.push(Check::new(
+                        "dbt integration",
+                        Status::Skipped,
+                        "the API key was not accepted".into(),
+                    ));
+                } else {
+                    checks.push(dbt_integration(&client, input.integration.as_ref()).await);
+                }
             }
         }
         Err(e) => {
@@ -251,8 +262,9 @@ async fn reachable(client: &Client) -> Check {
     }
 }
 
-/// One page of the integration list needs a valid key and nothing else.
-async fn key_accepted(client: &Client) -> Check {
+/// One page of the integration list needs a valid key and nothing else. True when Secoda
+/// refused the key itself, which every other call would repeat.
+async fn key_accepted(client: &Client) -> (Check, bool) {
     const NAME: &str = "API key accepted";
     match client.integrations_page().await {
         Ok(page) => {
@@ -261,9 +273,9 @@ async fn key_accepted(client: &Client) -> Check {
                 Some(n) => format!("{} visible", count(n, "integration")),
                 None => "some integrations visible".into(),
             };
-            Check::new(NAME, Status::Ok, detail)
+            (Check::new(NAME, Status::Ok, detail), false)
         }
-        Err(e) => Check::failed(NAME, &e),
+        Err(e) => (Check::failed(NAME, &e), matches!(e, ApiError::Auth { .. })),
     }
 }
 

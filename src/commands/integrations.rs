@@ -245,7 +245,7 @@ async fn import_jsonl(
 ) -> Result<Output, Error> {
     let external = files.external_parents.clone();
     let (summary, known) = check_file(&files.resources, "JSONL resources", move |f| {
-        imports::jsonl::validate_resources(f, &external)
+        imports::jsonl::validate_resources(f, imports::jsonl::Outside::Declared(&external))
     })
     .await?;
     let types: Vec<String> = summary

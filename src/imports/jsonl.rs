@@ -3,7 +3,8 @@
 //! Resources: one object a line with `entity_type` (database, schema, table, column,
 //! dashboard_group, dashboard, chart) and a unique `databuilder_id`. Tables need `schema` and
 //! `database`; columns need a parent table; dashboards need `group`; charts need `product` and a
-//! parent dashboard. A parent is a `databuilder_id` of the file or one declared external.
+//! parent dashboard. A parent is a `databuilder_id` of the file or one that lives outside it
+//! ([`Outside`]: declared with `--external-parent` before sending; any, on the receiving side).
 //! Lineages: one object a line, `from_identifier` and `to_identifier`, each one of
 //! `internal_resource` (`databuilder_id`), `external_table` (`cluster`, `database`, `schema`,
 //! `table`), `external_column` (the same and `column`) or `tables_from_query` (`sql`); at least
@@ -34,6 +35,18 @@ const ENTITY_TYPES: [&str; 7] = [
 pub struct ResourcesSummary {
     pub resources: u64,
     pub by_type: std::collections::BTreeMap<String, u64>,
+    /// Distinct parents that are not resources of the file.
+    pub outside_parents: u64,
+}
+
+/// Which ids outside the file a resource (or a lineage) may name.
+#[derive(Debug, Clone, Copy)]
+pub enum Outside<'a> {
+    /// Only these (`--external-parent`): the sender's check, which knows what the user meant.
+    Declared(&'a [String]),
+    /// Any: the request names none (the API has no field for them; the files are all it
+    /// carries), so the receiver can only look them up among what it already holds.
+    Any,
 }
 
 /// The ids a resources file defines, for checking lineages against it.
@@ -41,12 +54,13 @@ pub struct ResourcesSummary {
 pub struct Known {
     types: HashMap<u64, u8>,
     external: HashSet<u64>,
+    any_outside: bool,
 }
 
 impl Known {
     fn has(&self, id: &str) -> bool {
         let key = fingerprint(&[id.as_bytes()]);
-        self.types.contains_key(&key) || self.external.contains(&key)
+        self.any_outside || self.types.contains_key(&key) || self.external.contains(&key)
     }
 }
 
@@ -228,13 +242,17 @@ struct Resources {
     summary: ResourcesSummary,
 }
 
-/// Checks a resources file; `external` are parent ids that live outside the file. Ok with a
+/// Checks a resources file; `outside` says which parent ids may live outside it. Ok with a
 /// summary and the known ids (for lineages), or every problem found.
 pub fn validate_resources(
     input: impl Read,
-    external: &[String],
+    outside: Outside<'_>,
 ) -> Result<(ResourcesSummary, Known), Problems> {
     let mut problems = Problems::default();
+    let (external, any_outside): (&[String], bool) = match outside {
+        Outside::Declared(ids) => (ids, false),
+        Outside::Any => (&[], true),
+    };
     let mut resources = Resources {
         known: Known {
             types: HashMap::new(),
@@ -242,6 +260,7 @@ pub fn validate_resources(
                 .iter()
                 .map(|e| fingerprint(&[e.as_bytes()]))
                 .collect(),
+            any_outside,
         },
         first_line: HashMap::new(),
         references: Vec::new(),
@@ -342,14 +361,19 @@ impl Resources {
         }
     }
 
-    /// Every parent is a resource of the file (of the right type) or declared external.
-    fn check_references(&self, problems: &mut Problems) {
+    /// Every parent is a resource of the file (of the right type) or one allowed outside it.
+    fn check_references(&mut self, problems: &mut Problems) {
+        let mut outside = HashSet::new();
         for r in &self.references {
-            if self.known.external.contains(&r.parent) {
+            let in_file = self.known.types.get(&r.parent);
+            if in_file.is_none()
+                && (self.known.any_outside || self.known.external.contains(&r.parent))
+            {
+                outside.insert(r.parent);
                 continue;
             }
             let written = &r.written;
-            match (self.known.types.get(&r.parent), r.needed) {
+            match (in_file, r.needed) {
                 (None, _) => problems.add(
                     r.line,
                     format!("parent_databuilder_id {written:?} is not a databuilder_id in this file (declare it with --external-parent if it lives elsewhere)"),
@@ -361,6 +385,7 @@ impl Resources {
                 _ => {}
             }
         }
+        self.summary.outside_parents = outside.len() as u64;
     }
 }
 
@@ -540,7 +565,7 @@ mod tests {
 "#;
 
     fn problems_of(resources: &str) -> Vec<(u64, String)> {
-        match validate_resources(resources.as_bytes(), &[]) {
+        match validate_resources(resources.as_bytes(), Outside::Declared(&[])) {
             Ok(_) => Vec::new(),
             Err(p) => p.listed.into_iter().map(|p| (p.line, p.message)).collect(),
         }
@@ -548,12 +573,13 @@ mod tests {
 
     #[test]
     fn a_valid_file_with_children_before_parents_passes() {
-        let (summary, known) = validate_resources(RESOURCES.as_bytes(), &[]).unwrap();
+        let (summary, known) =
+            validate_resources(RESOURCES.as_bytes(), Outside::Declared(&[])).unwrap();
         assert_eq!(summary.resources, 7);
         assert_eq!(summary.by_type["column"], 1);
         assert!(known.has("db.s.t"));
         let crlf = RESOURCES.replace('\n', "\r\n");
-        assert!(validate_resources(crlf.as_bytes(), &[]).is_ok());
+        assert!(validate_resources(crlf.as_bytes(), Outside::Declared(&[])).is_ok());
     }
 
     #[test]
@@ -627,8 +653,37 @@ mod tests {
             r#"{"entity_type": "database", "databuilder_id": "x""#,
             "not valid JSON",
         );
-        let external = validate_resources(r#"{"entity_type": "column", "databuilder_id": "x", "parent_databuilder_id": "elsewhere"}"#.as_bytes(), &["elsewhere".into()]);
+        let external = validate_resources(r#"{"entity_type": "column", "databuilder_id": "x", "parent_databuilder_id": "elsewhere"}"#.as_bytes(), Outside::Declared(&["elsewhere".into()]));
         assert!(external.is_ok());
+    }
+
+    #[test]
+    fn the_receiving_side_takes_any_parent_outside_the_file_but_checks_those_inside() {
+        let columns = concat!(
+            r#"{"entity_type": "column", "databuilder_id": "a", "parent_databuilder_id": "shop.orders"}"#,
+            "\n",
+            r#"{"entity_type": "column", "databuilder_id": "b", "parent_databuilder_id": "shop.orders"}"#,
+            "\n",
+            r#"{"entity_type": "column", "databuilder_id": "c", "parent_databuilder_id": "shop.items"}"#,
+            "\n",
+        );
+        let (summary, known) = validate_resources(columns.as_bytes(), Outside::Any).unwrap();
+        assert_eq!(summary.outside_parents, 2);
+        assert!(known.has("shop.orders"));
+        let undeclared = validate_resources(columns.as_bytes(), Outside::Declared(&[]));
+        assert_eq!(undeclared.unwrap_err().total, 3);
+        // A parent in the file is still held to its type.
+        let wrong = format!(
+            "{}\n{}\n",
+            r#"{"entity_type": "schema", "databuilder_id": "s"}"#,
+            r#"{"entity_type": "column", "databuilder_id": "c", "parent_databuilder_id": "s"}"#
+        );
+        let problems = validate_resources(wrong.as_bytes(), Outside::Any).unwrap_err();
+        assert!(
+            problems.listed[0]
+                .message
+                .contains("is a schema, not a table")
+        );
     }
 
     #[test]
@@ -656,13 +711,13 @@ mod tests {
             "trailing blank lines are fine"
         );
         let latin1 = b"{\"entity_type\": \"database\", \"databuilder_id\": \"caf\xe9\"}\n";
-        let found = validate_resources(&latin1[..], &[]).unwrap_err();
+        let found = validate_resources(&latin1[..], Outside::Declared(&[])).unwrap_err();
         assert!(found.listed[0].message.contains("UTF-8"));
     }
 
     #[test]
     fn lineage_rules() {
-        let (_, known) = validate_resources(RESOURCES.as_bytes(), &[]).unwrap();
+        let (_, known) = validate_resources(RESOURCES.as_bytes(), Outside::Declared(&[])).unwrap();
         let check = |line: &str| {
             validate_lineages(format!("{line}\n").as_bytes(), &known)
                 .map_err(|p| p.listed[0].message.clone())

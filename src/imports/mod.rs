@@ -96,7 +96,8 @@ impl Failure for ImportError {
             ImportError::Unreadable { .. } => "check the path and its permissions".into(),
             ImportError::Invalid { format, .. } => format!(
                 "fix the lines above and run again (--dry-run checks without sending); the {format} format is \
-                 described in docs/integrations.md"
+                 described at {}",
+                format_docs(format)
             ),
             ImportError::ChangedWhileSending { .. } => {
                 "a file changed after it was checked; nothing half-sent was accepted. Run again once \
@@ -105,6 +106,21 @@ impl Failure for ImportError {
             }
         })
     }
+}
+
+/// Where `format` is described: docs/integrations.md of this very version, online, since a
+/// binary installed with pip or from a release comes without the repository's docs.
+fn format_docs(format: &str) -> String {
+    let section = if format.starts_with("CSV") {
+        "csv-import-tables-and-columns"
+    } else {
+        "jsonl-import-resources-and-lineages"
+    };
+    format!(
+        "{}/blob/v{}/docs/integrations.md#{section}",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// A stable 64-bit hash, for remembering names and ids without keeping them.

@@ -199,7 +199,7 @@ fn tests(out: &mut String, report: &Report, summary: &TestSummary, p: Paint) {
     } else {
         let others: u64 = summary.other_nodes.values().sum();
         let others = if others > 0 {
-            p.dim(&format!("  (and {others} other nodes)"))
+            p.dim(&format!("  (and {})", count(others, "other node")))
         } else {
             String::new()
         };

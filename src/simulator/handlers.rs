@@ -302,7 +302,11 @@ async fn import(
         reply(StatusCode::BAD_REQUEST, json!({ part: listed }))
     };
     let record = if jsonl {
-        let (summary, known) = match crate::imports::jsonl::validate_resources(body, &[]) {
+        // The request carries the files and nothing else (the API has no field naming parents
+        // that live elsewhere), so a parent outside the file is one to look up in the catalog,
+        // not a mistake: counted, not refused.
+        let outside = crate::imports::jsonl::Outside::Any;
+        let (summary, known) = match crate::imports::jsonl::validate_resources(body, outside) {
             Ok(checked) => checked,
             Err(problems) => return Ok(refuse("resources_file", problems)),
         };
@@ -313,7 +317,7 @@ async fn import(
                 Err(problems) => return Ok(refuse("lineages_file", problems)),
             },
         };
-        json!({ "kind": "jsonl", "resources": summary.resources, "by_type": summary.by_type, "lineages": lineages })
+        json!({ "kind": "jsonl", "resources": summary.resources, "by_type": summary.by_type, "outside_parents": summary.outside_parents, "lineages": lineages })
     } else {
         match crate::imports::csv::validate(body) {
             Ok(summary) => json!({ "kind": "csv", "rows": summary.rows, "tables": summary.tables }),

@@ -52,6 +52,10 @@ impl ActionRun {
             .find(|s| s.id == id)
             .unwrap_or_else(|| panic!("step {id} did not run"))
     }
+
+    fn ran(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.id.as_str()).collect()
+    }
 }
 
 /// `${{ ... }}` in a value of action.yml, evaluated as the runner would for the expressions the
@@ -87,6 +91,27 @@ fn evaluate(value: &str, inputs: &BTreeMap<String, String>, steps: &[StepRun]) -
     out
 }
 
+/// A step's `if:`, for the one form the action uses, `steps.ID.outputs.NAME == 'VALUE'`; any
+/// other fails the test (the action stays that simple). A skipped step sets no outputs.
+fn condition_holds(condition: &str, steps: &[StepRun]) -> bool {
+    let (left, right) = condition
+        .split_once(" == ")
+        .unwrap_or_else(|| panic!("action.yml has an if: this test does not know: {condition}"));
+    let value = right
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("not a quoted literal: {right}"));
+    let (id, name) = left
+        .strip_prefix("steps.")
+        .and_then(|p| p.split_once(".outputs."))
+        .unwrap_or_else(|| panic!("not steps.ID.outputs.NAME: {left}"));
+    steps
+        .iter()
+        .find(|s| s.id == id)
+        .and_then(|s| s.outputs.get(name))
+        .is_some_and(|v| v == value)
+}
+
 /// The runner's architecture name for this machine.
 fn runner_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -120,6 +145,11 @@ fn run_action(given: &[(&str, &str)], env: &[(&str, &str)]) -> ActionRun {
     for (n, step) in action["runs"]["steps"].as_vec().unwrap().iter().enumerate() {
         let id = text(&step["id"]).to_string();
         assert_eq!(text(&step["shell"]), "bash", "step {id}");
+        if let Some(condition) = step["if"].as_str()
+            && !condition_holds(condition, &steps)
+        {
+            continue;
+        }
         let script = text(&step["run"]);
         assert!(
             !script.contains("${{"),
@@ -378,7 +408,11 @@ fn a_release_whose_checksum_does_not_match_is_not_installed() {
         "{}",
         install.stderr
     );
-    assert_eq!(run.steps.len(), 1, "the upload step does not run");
+    assert_eq!(
+        run.ran(),
+        ["key", "install"],
+        "the upload step does not run"
+    );
     assert!(!installed(&run).exists(), "nothing is installed");
     let path = std::fs::read_to_string(run.temp.path().join("github_path")).unwrap();
     assert_eq!(path, "", "nothing is put on the PATH");
@@ -435,6 +469,7 @@ fn the_action_declares_the_documented_inputs_and_mirrors_the_step_outputs() {
         names("inputs"),
         [
             "api-key",
+            "require-key",
             "integration-id",
             "api-url",
             "region",
@@ -509,4 +544,65 @@ fn an_empty_input_leaves_the_jobs_own_setting_in_force() {
     assert_eq!(upload.code, Some(0), "{}", upload.stderr);
     assert_eq!(run.outputs["exit-code"], "0");
     assert_eq!(run.outputs["failing-count"], "4");
+}
+
+#[test]
+fn without_a_key_the_action_says_so_and_succeeds_unless_a_key_is_required() {
+    // A pull request from a fork: the secret is empty.
+    let sim = Simulator::start(&[]);
+    let releases = Releases::start();
+    let target = failing_build();
+    let target_dir = target.path().display().to_string();
+    let inputs = |require: &'static str| {
+        vec![
+            ("api-key", ""),
+            ("require-key", require),
+            ("integration-id", INTEGRATION),
+            ("api-url", sim.url.as_str()),
+            ("target-dir", target_dir.as_str()),
+            ("version", VERSION),
+        ]
+    };
+    let env = [("DBT_SECODA_RELEASES", releases.url.as_str())];
+
+    let fork = run_action(&inputs("false"), &env);
+    assert_eq!(fork.ran(), ["key"], "nothing is installed or uploaded");
+    let key = fork.step("key");
+    assert_eq!(key.code, Some(0), "{}", key.stderr);
+    let notices: Vec<_> = workflow_commands(&key.stderr)
+        .into_iter()
+        .filter(|c| c.command == "notice")
+        .collect();
+    assert_eq!(notices.len(), 1, "{}", key.stderr);
+    assert!(
+        notices[0].data.contains("nothing was uploaded")
+            && notices[0].data.contains("require-key: true"),
+        "{}",
+        key.stderr
+    );
+    assert!(!installed(&fork).exists());
+    assert_eq!(
+        std::fs::read_to_string(fork.temp.path().join("github_path")).unwrap(),
+        ""
+    );
+    assert_eq!(fork.outputs["exit-code"], "");
+    assert_eq!(fork.outputs["uploaded"], "");
+
+    let required = run_action(&inputs("true"), &env);
+    assert_eq!(required.ran(), ["key"]);
+    let key = required.step("key");
+    assert_eq!(key.code, Some(2), "{}", key.stderr);
+    assert!(
+        workflow_commands(&key.stderr)
+            .iter()
+            .any(|c| c.command == "error" && c.data.contains("require-key is true")),
+        "{}",
+        key.stderr
+    );
+    assert!(!installed(&required).exists());
+    assert_eq!(sim.requests(""), 0, "Secoda heard nothing");
+
+    let typo = run_action(&inputs("yes please"), &env);
+    assert_eq!(typo.step("key").code, Some(2));
+    assert_eq!(typo.ran(), ["key"]);
 }

@@ -17,6 +17,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("blocking", 0),
     ("signals", 0),
     ("style", 1),
+    // Man pages from the clap definitions it is handed; knows the exit codes.
+    ("manual", 1),
     ("logging", 2),
     ("config", 3),
     ("artifacts", 4),

@@ -117,20 +117,39 @@ fn every_example_file_is_documented() {
 }
 
 #[test]
-fn the_readme_opens_with_the_two_commands_then_the_action_and_the_container() {
+fn the_readme_opens_with_the_install_then_doctor_and_upload_then_the_contributors_commands() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    // The first screen: a terminal's worth of lines.
-    let first_screen: String = readme.lines().take(24).collect::<Vec<_>>().join("\n");
-    assert!(first_screen.contains("cargo run --release -- demo"));
-    assert!(first_screen.contains("\ncargo test "));
+    // The first screen: a terminal's worth of lines, for someone who has dbt, not Rust.
+    let first_screen: Vec<&str> = readme.lines().take(24).collect();
+    let at = |needle: &str| {
+        first_screen
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("the first screen has no line starting {needle:?}"))
+    };
+    assert!(at("pip install dbt-secoda") < at("dbt-secoda doctor"));
+    assert!(at("dbt-secoda doctor") < at("dbt-secoda upload"));
+    assert!(
+        first_screen
+            .iter()
+            .any(|l| l.contains("`uvx dbt-secoda upload`"))
+    );
+    assert!(!first_screen.iter().any(|l| l.contains("cargo ")));
+    // Then the demo and the test command, for contributors, before the rest.
+    let demo = readme
+        .find("\ncargo run --release -- demo")
+        .expect("the demo from source");
+    let tests = readme.find("\ncargo test ").expect("the test command");
+    let install = readme.find("\n## Install\n").expect("an Install section");
+    assert!(demo < install && tests < install);
     let action = readme
         .find("\n## GitHub Action\n")
         .expect("a GitHub Action section");
-    let container = readme
+    readme
         .find("\n## Container\n")
         .expect("a Container section");
-    assert!(readme.find("cargo run --release -- demo").unwrap() < action.min(container));
-    assert!(readme[action..].contains("if: always()"));
+    // Reports after a failed build, but not after a cancelled job.
+    assert!(readme[action..].contains("if: ${{ !cancelled() }}"));
 }
 
 /// The tests docs/reliability.md names: `module::test` (tests/it/module.rs), `src/….rs::test` (a

@@ -58,6 +58,18 @@ fn each_failure_says_what_to_do_and_sets_the_exit_code() {
         text.contains("ok    artifacts"),
         "local checks still run: {text}"
     );
+    // The refused key is said once, not again on the integration's line.
+    assert_eq!(text.matches("401").count(), 1, "{text}");
+    assert!(
+        text.contains("skip  dbt integration") && text.contains("the API key was not accepted"),
+        "{text}"
+    );
+    let integration = format!("/api/v1/integration/integrations/{INTEGRATION}/");
+    assert_eq!(
+        sim.requests(&integration),
+        0,
+        "the integration is not asked for"
+    );
 
     let output = expect_exit(
         doctor(&sim, good.path(), &[]).env_remove("SECODA_API_KEY"),

@@ -249,16 +249,21 @@ fn every_jsonl_rule_is_checked_with_its_line() {
     }
 }
 
-#[test]
-fn invalid_files_send_nothing_and_the_simulator_applies_the_same_rules() {
-    let sim = Simulator::start(&[]);
-    let id = json_report(&expect_exit(
+/// A new custom integration in `sim`: what imports go into. Its id.
+fn custom_integration(sim: &Simulator) -> String {
+    json_report(&expect_exit(
         &mut sim.cli(&["integrations", "create", "--name", "x", "--output", "json"]),
         0,
     ))["id"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn invalid_files_send_nothing_and_the_simulator_applies_the_same_rules() {
+    let sim = Simulator::start(&[]);
+    let id = custom_integration(&sim);
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
     std::fs::write(
@@ -348,4 +353,98 @@ fn a_100_mb_csv_is_checked_in_constant_memory() {
         peak_kb < 40 * 1024,
         "peak RSS {peak_kb} KiB for a 100 MB file"
     );
+}
+
+#[test]
+fn columns_of_a_table_imported_elsewhere_reach_secoda_with_their_external_parent() {
+    let sim = Simulator::start(&[]);
+    let id = custom_integration(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let columns = dir.path().join("columns.jsonl");
+    std::fs::write(
+        &columns,
+        concat!(
+            r#"{"entity_type": "column", "databuilder_id": "shop.sales.orders.id", "parent_databuilder_id": "shop.sales.orders", "type": "int"}"#,
+            "\n",
+            r#"{"entity_type": "column", "databuilder_id": "shop.sales.orders.total", "parent_databuilder_id": "shop.sales.orders", "type": "int"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let lineages = dir.path().join("lineages.jsonl");
+    std::fs::write(
+        &lineages,
+        concat!(
+            r#"{"from_identifier": {"type": "internal_resource", "databuilder_id": "shop.sales.orders"}, "#,
+            r#""to_identifier": {"type": "internal_resource", "databuilder_id": "shop.sales.orders.total"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let import = |extra: &[&str]| {
+        let mut cmd = sim.cli(&["integrations", "import-jsonl", &id, "--resources"]);
+        cmd.arg(&columns)
+            .arg("--lineages")
+            .arg(&lineages)
+            .args(extra);
+        cmd
+    };
+
+    // Undeclared, the parent is refused before anything is sent.
+    let refused = expect_exit(&mut import(&[]), 3);
+    assert_stderr_contains(&refused, "declare it with --external-parent");
+    assert_eq!(sim.state()["imports"], serde_json::json!([]));
+
+    // Declared, it is sent, and Secoda's side takes it: the request carries only the files.
+    let sent = expect_exit(&mut import(&["--external-parent", "shop.sales.orders"]), 0);
+    assert!(
+        stdout(&sent).contains("imported into integration"),
+        "{}{}",
+        stdout(&sent),
+        stderr(&sent)
+    );
+    let imports = sim.state()["imports"].clone();
+    assert_eq!(imports.as_array().unwrap().len(), 1, "{imports}");
+    assert_eq!(imports[0]["import"]["resources"], 2);
+    assert_eq!(imports[0]["import"]["outside_parents"], 1);
+    assert_eq!(imports[0]["import"]["lineages"], 1);
+}
+
+#[test]
+fn the_hint_of_an_invalid_file_points_at_the_docs_of_this_version() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrations.md"))
+            .unwrap();
+    // GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes.
+    let anchors: Vec<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    let page = format!(
+        "{}/blob/v{}/docs/integrations.md#",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let csv = check_csv(b"database,schema\nshop,sales\n");
+    let jsonl = check_jsonl("{\"entity_type\": \"table\"}\n", None, &[]);
+    for (code, err) in [csv, jsonl] {
+        assert_eq!(code, 3, "{err}");
+        assert!(!err.contains(" docs/integrations.md"), "{err}");
+        let url = err
+            .split_whitespace()
+            .find(|w| w.starts_with(&page))
+            .unwrap_or_else(|| panic!("no link to {page}: {err}"));
+        let anchor = &url[page.len()..];
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{anchor} is no heading of docs/integrations.md"
+        );
+    }
 }

@@ -18,6 +18,7 @@ mod integrations;
 mod leaks;
 mod network;
 mod real_world;
+mod release;
 mod security;
 mod settle;
 mod shell;

@@ -142,6 +142,62 @@ fn the_man_pages_render_without_warnings() {
             "dbt-secoda-upload.1 lacks {needle}"
         );
     }
+    // The SYNOPSIS keeps each option's value, and no option is cut in two at a line's end.
+    let synopsis = |page: &str| -> String {
+        page.split("\nSYNOPSIS\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_else(|| panic!("no SYNOPSIS:\n{page}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let upload_synopsis = synopsis(&upload);
+    for needle in [
+        "dbt-secoda upload [--integration-id ID]",
+        "[--fail-on error|warn|never]",
+        "[--junit FILE]",
+        "[-v|--verbose]...",
+    ] {
+        assert!(
+            upload_synopsis.contains(needle),
+            "{needle}: {upload_synopsis}"
+        );
+    }
+    let jsonl = synopsis(&render(
+        &pages.join("dbt-secoda-integrations-import-jsonl.1"),
+    ));
+    assert!(
+        jsonl.starts_with("dbt-secoda integrations import-jsonl --resources FILE")
+            && jsonl.contains(" [--external-parent ID]... ")
+            && jsonl.ends_with(" ID"),
+        "{jsonl}"
+    );
+    // The exit codes stay a table: each code starts its own line, and the sentence after the
+    // last row is a paragraph of its own.
+    let status = upload
+        .split("\nEXIT STATUS\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no EXIT STATUS section:\n{upload}"));
+    for code in ["0", "1", "2", "3", "4", "5", "101", "130"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+            "code {code} has no line of its own:\n{status}"
+        );
+    }
+    let last_row = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("130 "))
+        .unwrap();
+    assert!(!last_row.contains("When "), "{status}");
+    let lines: Vec<&str> = status.lines().collect();
+    let sentence = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("When "))
+        .unwrap_or_else(|| panic!("the sentence starts no line:\n{status}"));
+    assert!(lines[sentence - 1].trim().is_empty(), "{status}");
 
     let missing = expect_exit(bin().args(["man", "--dir", "/nonexistent/man1"]), 2);
     assert_stderr_contains(&missing, "/nonexistent/man1");

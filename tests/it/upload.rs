@@ -204,6 +204,38 @@ fn a_passing_build_exits_0_with_a_readable_report() {
 }
 
 #[test]
+fn the_nodes_beside_the_tests_are_counted_in_words_that_agree() {
+    // The passing build, with one model left beside its tests and its seeds dropped.
+    let passing = fixture("build-passing");
+    let mut results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(passing.join("run_results.json")).unwrap()).unwrap();
+    let mut models = 0;
+    results["results"].as_array_mut().unwrap().retain(|r| {
+        let id = r["unique_id"].as_str().unwrap();
+        let model = id.starts_with("model.");
+        models += u32::from(model);
+        id.starts_with("test.") || id.starts_with("unit_test.") || (model && models == 1)
+    });
+    // dbt's own order: the metadata block first.
+    let mut rest = results.as_object().unwrap().clone();
+    let metadata = rest.remove("metadata").unwrap();
+    let body = serde_json::to_string(&rest).unwrap();
+    let target = target_with(Some(&passing.join("manifest.json")), None);
+    std::fs::write(
+        target.path().join("run_results.json"),
+        format!("{{\"metadata\": {metadata}, {}", &body[1..]),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.env("SECODA_API_KEY", KEY)
+        .args(["upload", "--dry-run", "--integration-id", INTEGRATION])
+        .arg("--target-dir")
+        .arg(target.path());
+    let text = stdout(&expect_exit(&mut cmd, 0));
+    assert!(text.contains("(and 1 other node)\n"), "{text}");
+}
+
+#[test]
 fn fail_on_decides_what_fails_the_run() {
     let sim = Simulator::start(&[]);
     // `dbt test` fixture: 3 fail, 1 error, 2 warn.
