@@ -386,7 +386,7 @@ impl Shell {
                 Some(joined) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
                     self.finished(joined);
                     if self.options.once && let Some(code) = self.last_code {
-                        self.flush().await;
+                        self.flush(rx).await;
                         return code;
                     }
                 }
@@ -419,7 +419,7 @@ impl Shell {
                 }
             }
             if self.draining && self.board.drained() && self.uploads.is_empty() {
-                return self.drained().await;
+                return self.drained(rx).await;
             }
         }
     }
@@ -651,19 +651,25 @@ impl Shell {
         self.perform(commands);
     }
 
-    /// Waits (within the grace) until the state file's writes are on disk.
-    async fn flush(&self) {
+    /// Waits (within the grace) until the state file's writes are on disk, and says how they
+    /// went.
+    async fn flush(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) {
         let writer = self.writer.clone();
         let grace = self.options.shutdown_grace;
         let flushed = crate::blocking::run(move || writer.flush(grace)).await;
         if !flushed {
             tracing::warn!("the state file's last write did not finish within the grace");
         }
+        while let Ok(message) = rx.try_recv() {
+            if let Message::Written(_) = message {
+                self.heard(message);
+            }
+        }
     }
 
     /// Everything is done: the state file's last writes reach the disk, then exit.
-    async fn drained(&mut self) -> ExitCode {
-        self.flush().await;
+    async fn drained(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) -> ExitCode {
+        self.flush(rx).await;
         tracing::info!("shut down cleanly: nothing left to upload");
         self.last_code
             .filter(|_| self.options.once)

@@ -86,7 +86,7 @@ fn copy<V: Visitor>(from: &Path, to: &Path, visitor: V) -> Result<(String, V), P
                 from.display()
             )));
         }
-        Err(OpenError::Io(e)) => {
+        Err(e @ (OpenError::Io(_) | OpenError::TooLarge(_))) => {
             return Err(Problem::Failed(format!("reading {}: {e}", from.display())));
         }
     };
