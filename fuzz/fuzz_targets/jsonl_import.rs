@@ -3,7 +3,7 @@
 //! and a lineages file. Neither validator panics, and a problem is always reported with a line.
 #![no_main]
 
-use dbt_secoda::fuzzing::jsonl::{validate_lineages, validate_resources};
+use dbt_secoda::fuzzing::jsonl::{Outside, validate_lineages, validate_resources};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -12,7 +12,7 @@ fuzz_target!(|input: &[u8]| {
         None => (input, None),
     };
     let external = ["shop.sales.orders".to_string()];
-    match validate_resources(resources, &external) {
+    match validate_resources(resources, Outside::Declared(&external)) {
         Ok((summary, known)) => {
             assert_eq!(summary.resources, summary.by_type.values().sum::<u64>());
             if let Some(lineages) = lineages {
